@@ -1,0 +1,412 @@
+"""Algorithm 1: optimistic online mirror descent (optimistic multiplicative weights) with stage-based
+value updates for two-player zero-sum Markov games (Section 3.1 of the paper).
+
+With the negative-entropy regulariser every argmax of Algorithm 1 is a closed-form multiplicative
+update. At iteration t of stage tau, for every step h and state s (NOTES.md reading of lines 3-6):
+
+    g^{t-1}    = [Q^tau_h nu^{t-1}_h](s, .)                        (max-player prediction)
+    mu_hat^t   ∝ mu_hat^{t-1} * exp(eta * g^{t-1})                 (auxiliary step)
+    mu^t       ∝ mu_hat^t     * exp(eta * g^{t-1})                 (policy step)
+
+and symmetrically for the min-player with -[(mu^{t-1}_h)^T Q^tau_h](s, .). Both updates are done in
+log space (log-sum-exp), so no eta * Q overflows. Stage tau has length L_tau
+(L_1 = H, L_{tau+1} = floor((1 + 1/H) L_tau)); Q^tau is fixed inside the stage; at its end
+
+    Q^{tau+1}_h(s,a,b) = r_h(s,a,b) + sum_{s'} P_h(s'|s,a,b) (1/L_tau) sum_{t in tau} mu^t_{h+1}(s')^T Q^tau_{h+1}(s') nu^t_{h+1}(s')
+
+with Q_{H+1} = 0. The inner average is accumulated during the stage (O(S A B) per iteration), so
+the update costs O(H S^2 A B) once per stage, not O(L_tau S^2 A B).
+
+Readings (NOTES.md), each an option:
+
+* ``stage_reset=True`` (default, the paper's text, line 10): at the start of every stage both
+  players' policies and auxiliary policies are reset to the stage's initial policy
+  mu_tilde^tau_h(.|s), nu_tilde^tau_h(.|s). With ``False`` only the first stage starts from the
+  initial policy and the iterates carry over (the initial policies of later stages are unused).
+* Best fixed policy in hindsight of stage tau at (h, s): mu^{tau,dag}_h(.|s) maximises
+  sum_{t in tau} <mu, Q^tau_h nu^t_h>(s), a pure action up to ties. Actions within
+  ``tie_rtol * max_a |G(a)|`` of the maximum are tied; ``tie_break="uniform"`` (default) returns the
+  uniform distribution over them (also a maximiser), ``"first"`` the lowest-index tied action.
+
+The output policy is the average (1/T) sum_t mu^t; convergence curves evaluate the running average
+(1/t) sum_{j<=t} mu^j exactly after each iteration in the evaluation schedule.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+from numba import njit
+
+from .evaluate import _evaluate_block
+from .games import ZeroSumGame
+from .schedule import eval_iterations, stage_lengths
+
+__all__ = ["Algorithm1Result", "solve", "TIE_BREAKS"]
+
+TIE_BREAKS = ("uniform", "first")
+#: Snapshots of running averages buffered for one block evaluation (bounded by a memory budget).
+EVAL_BLOCK = 32
+EVAL_BLOCK_BYTES = 64 * 2**20
+
+
+@njit(cache=True)
+def _omwu_cell(log_hat, pol, g, eta, n):
+    """One optimistic multiplicative-weights step for one player at one (h, s), in place.
+
+    log_hat: log of the auxiliary policy (length n), pol: current policy (length n), g: prediction.
+    log_hat <- log softmax(log_hat + eta g); pol <- softmax(log_hat + eta g).
+    """
+    m = -np.inf
+    for i in range(n):
+        x = log_hat[i] + eta * g[i]
+        log_hat[i] = x
+        if x > m:
+            m = x
+    z = 0.0
+    for i in range(n):
+        z += np.exp(log_hat[i] - m)
+    lz = m + np.log(z)
+    m2 = -np.inf
+    for i in range(n):
+        log_hat[i] -= lz
+        y = log_hat[i] + eta * g[i]
+        pol[i] = y
+        if y > m2:
+            m2 = y
+    z2 = 0.0
+    for i in range(n):
+        e = np.exp(pol[i] - m2)
+        pol[i] = e
+        z2 += e
+    for i in range(n):
+        pol[i] /= z2
+
+
+@njit(cache=True)
+def _best_in_hindsight(G, out, tie_first, tie_rtol):
+    """Fill ``out`` with the maximiser of <p, G> over the simplex, with the tie rule; in place."""
+    n = G.shape[0]
+    gmax = -np.inf
+    scale = 0.0
+    for i in range(n):
+        if G[i] > gmax:
+            gmax = G[i]
+        if abs(G[i]) > scale:
+            scale = abs(G[i])
+    tol = tie_rtol * scale
+    count = 0
+    for i in range(n):
+        if gmax - G[i] <= tol and not (tie_first and count > 0):
+            out[i] = 1.0
+            count += 1
+        else:
+            out[i] = 0.0
+    for i in range(n):
+        out[i] /= count
+
+
+@njit(cache=True)
+def _algorithm1_kernel(
+    rewards, transitions, s1, log_mu_init, log_nu_init, stage_len, eta, stage_reset, tie_first, tie_rtol,
+    eval_its, block, curve, mu_sum, nu_sum, mu_dag, nu_dag,
+):
+    """Run Algorithm 1 for sum(stage_len) iterations; fills the output arrays in place.
+
+    rewards: float64 (H, S, A, B); transitions: float64 (H, S, A, B, S); log_mu_init: float64
+    (n_stages, H, S, A), log_nu_init: (n_stages, H, S, B), logs of the initial policies per
+    (tau, h, s); stage_len: int64 (n_stages,), the last entry possibly truncated; eval_its: int64
+    (n_eval,) ascending 1-based iterations; block: snapshot buffer size for block evaluation.
+    Outputs: curve float64 (n_eval, 3) = (value, br_max, br_min) of the running average;
+    mu_sum (H, S, A), nu_sum (H, S, B): sums of the iterates; mu_dag (n_stages, H, S, A),
+    nu_dag (n_stages, H, S, B): best fixed policies in hindsight per stage.
+    Returns 0, or the iteration at which a non-finite policy appeared.
+    """
+    H, S, A, B = rewards.shape
+    n_stages = stage_len.shape[0]
+    n_eval = eval_its.shape[0]
+    trans2d = transitions.reshape(H, S * A * B, S)
+
+    log_mu_hat = np.empty((H, S, A))
+    log_nu_hat = np.empty((H, S, B))
+    mu = np.empty((H, S, A))
+    nu = np.empty((H, S, B))
+    g_mu = np.empty((H, S, A))
+    g_nu = np.empty((H, S, B))
+    G_mu = np.empty((H, S, A))
+    G_nu = np.empty((H, S, B))
+    Q = np.zeros((H, S, A, B))
+    W = np.empty((H + 1, S))  # W[h, s] = sum_{t in stage} mu^t_h(s)^T Q^tau_h(s) nu^t_h(s); W[H] = 0
+    vnext_ws = np.empty(S)
+    # block evaluation buffers
+    mu_blk = np.empty((block, H, S, A))
+    nu_blk = np.empty((block, H, S, B))
+    v_next = np.zeros((S, 3 * block))
+    v_cur = np.zeros((S, 3 * block))
+    q_blk = np.empty((S * A * B, 3 * block))
+    out_blk = np.empty((block, 3))
+    n_blk = 0
+    first_eval = 0
+    e = 0
+
+    mu_sum[:] = 0.0
+    nu_sum[:] = 0.0
+    t = 0
+    for tau in range(n_stages):
+        # ---- stage start: reset (line 10) and predictions from the new Q^tau
+        if stage_reset or tau == 0:
+            for h in range(H):
+                for s in range(S):
+                    m = -np.inf
+                    for a in range(A):
+                        if log_mu_init[tau, h, s, a] > m:
+                            m = log_mu_init[tau, h, s, a]
+                    z = 0.0
+                    for a in range(A):
+                        z += np.exp(log_mu_init[tau, h, s, a] - m)
+                    for a in range(A):
+                        log_mu_hat[h, s, a] = log_mu_init[tau, h, s, a] - m - np.log(z)
+                        mu[h, s, a] = np.exp(log_mu_hat[h, s, a])
+                    m = -np.inf
+                    for b in range(B):
+                        if log_nu_init[tau, h, s, b] > m:
+                            m = log_nu_init[tau, h, s, b]
+                    z = 0.0
+                    for b in range(B):
+                        z += np.exp(log_nu_init[tau, h, s, b] - m)
+                    for b in range(B):
+                        log_nu_hat[h, s, b] = log_nu_init[tau, h, s, b] - m - np.log(z)
+                        nu[h, s, b] = np.exp(log_nu_hat[h, s, b])
+        for h in range(H):
+            for s in range(S):
+                for a in range(A):
+                    acc = 0.0
+                    for b in range(B):
+                        acc += Q[h, s, a, b] * nu[h, s, b]
+                    g_mu[h, s, a] = acc
+                for b in range(B):
+                    acc = 0.0
+                    for a in range(A):
+                        acc -= mu[h, s, a] * Q[h, s, a, b]
+                    g_nu[h, s, b] = acc
+        G_mu[:] = 0.0
+        G_nu[:] = 0.0
+        W[:] = 0.0
+
+        # ---- the stage's iterations
+        for _ in range(stage_len[tau]):
+            t += 1
+            for h in range(H):
+                for s in range(S):
+                    _omwu_cell(log_mu_hat[h, s], mu[h, s], g_mu[h, s], eta, A)
+                    _omwu_cell(log_nu_hat[h, s], nu[h, s], g_nu[h, s], eta, B)
+                    # new predictions, regret and value accumulators from (mu^t, nu^t)
+                    w = 0.0
+                    for a in range(A):
+                        acc = 0.0
+                        for b in range(B):
+                            acc += Q[h, s, a, b] * nu[h, s, b]
+                        g_mu[h, s, a] = acc
+                        G_mu[h, s, a] += acc
+                        w += mu[h, s, a] * acc
+                        mu_sum[h, s, a] += mu[h, s, a]
+                    for b in range(B):
+                        acc = 0.0
+                        for a in range(A):
+                            acc -= mu[h, s, a] * Q[h, s, a, b]
+                        g_nu[h, s, b] = acc
+                        G_nu[h, s, b] += acc
+                        nu_sum[h, s, b] += nu[h, s, b]
+                    W[h, s] += w
+                    if not np.isfinite(w):
+                        return t
+            # ---- evaluation of the running average, buffered in blocks
+            if e < n_eval and eval_its[e] == t:
+                inv_t = 1.0 / t
+                for h in range(H):
+                    for s in range(S):
+                        for a in range(A):
+                            mu_blk[n_blk, h, s, a] = mu_sum[h, s, a] * inv_t
+                        for b in range(B):
+                            nu_blk[n_blk, h, s, b] = nu_sum[h, s, b] * inv_t
+                n_blk += 1
+                e += 1
+                if n_blk == block or e == n_eval:
+                    _evaluate_block(rewards, trans2d, s1, mu_blk, nu_blk, n_blk, v_next, v_cur, q_blk, out_blk)
+                    for j in range(n_blk):
+                        for c in range(3):
+                            curve[first_eval + j, c] = out_blk[j, c]
+                    first_eval += n_blk
+                    n_blk = 0
+
+        # ---- stage end: best fixed policies in hindsight, then the value update (line 9)
+        for h in range(H):
+            for s in range(S):
+                _best_in_hindsight(G_mu[h, s], mu_dag[tau, h, s], tie_first, tie_rtol)
+                _best_in_hindsight(G_nu[h, s], nu_dag[tau, h, s], tie_first, tie_rtol)
+        if tau + 1 < n_stages:
+            inv_L = 1.0 / stage_len[tau]
+            for h in range(H - 1, -1, -1):
+                for sp in range(S):
+                    vnext_ws[sp] = W[h + 1, sp] * inv_L
+                for s in range(S):
+                    for a in range(A):
+                        for b in range(B):
+                            row = (s * A + a) * B + b
+                            acc = 0.0
+                            for sp in range(S):
+                                acc += trans2d[h, row, sp] * vnext_ws[sp]
+                            Q[h, s, a, b] = rewards[h, s, a, b] + acc
+    return 0
+
+
+@dataclass(frozen=True)
+class Algorithm1Result:
+    """Output of :func:`solve`.
+
+    Attributes
+    ----------
+    mu_bar, nu_bar : float64 (H, S, A), (H, S, B)
+        The output (average) policies (1/T) sum_t mu^t, nu^t.
+    iterations : int64 (n_eval,)
+        1-based iterations t at which the running average was evaluated.
+    gap, value, best_response_value_max, best_response_value_min : float64 (n_eval,)
+        NE-gap, V^{mu_bar^t, nu_bar^t}_1(s_1) and the two best-response values of the running average.
+    stage_lengths : int64 (tau_bar,)
+        Lengths of the stages used (the last possibly truncated).
+    mu_dagger, nu_dagger : float64 (tau_bar, H, S, A), (tau_bar, H, S, B)
+        Best fixed policies in hindsight per (tau, h, s).
+    kernel_seconds : float
+        Wall time of the compiled kernel call (includes compilation on the first call in a process).
+    """
+
+    mu_bar: np.ndarray
+    nu_bar: np.ndarray
+    iterations: np.ndarray
+    gap: np.ndarray
+    value: np.ndarray
+    best_response_value_max: np.ndarray
+    best_response_value_min: np.ndarray
+    stage_lengths: np.ndarray
+    mu_dagger: np.ndarray
+    nu_dagger: np.ndarray
+    eta: float
+    stage_reset: bool
+    kernel_seconds: float
+
+    @property
+    def num_stages(self) -> int:
+        return int(self.stage_lengths.shape[0])
+
+    @property
+    def final_gap(self) -> float:
+        return float(self.gap[-1])
+
+
+def _expand_init(init, n_stages: int, shape: tuple, name: str) -> np.ndarray:
+    """Initial policies per (tau, h, s): None -> uniform; (H, S, d) -> same for every stage; (n_stages, H, S, d)."""
+    if init is None:
+        return np.full((n_stages,) + shape, -np.log(shape[-1]))
+    p = np.asarray(init, dtype=np.float64)
+    if p.shape == shape:
+        p = np.broadcast_to(p, (n_stages,) + shape)
+    elif p.shape != (n_stages,) + shape:
+        raise ValueError(f"{name} must have shape {shape} or {(n_stages,) + shape}, got {p.shape}")
+    if not np.all(np.isfinite(p)) or np.any(p < 0) or np.any(np.abs(p.sum(-1) - 1.0) > 1e-6):
+        raise ValueError(f"{name} must hold probability distributions over the last axis")
+    with np.errstate(divide="ignore"):
+        return np.ascontiguousarray(np.log(p))
+
+
+def solve(
+    game: ZeroSumGame,
+    iterations: int,
+    eta: float,
+    mu_init=None,
+    nu_init=None,
+    stage_reset: bool = True,
+    tie_break: str = "uniform",
+    tie_rtol: float = 1e-9,
+    eval_every: int | None = None,
+    eval_log_points: int | None = None,
+) -> Algorithm1Result:
+    """Run Algorithm 1 on ``game`` (module docstring gives the update rules and readings).
+
+    Parameters
+    ----------
+    game : ZeroSumGame
+    iterations : int
+        T >= 1.
+    eta : float
+        Learning rate > 0 (Theorem 1 assumes eta <= 1/(8 H^2)).
+    mu_init, nu_init : float64 (H, S, A) / (H, S, B), or (tau_bar, H, S, A) / (tau_bar, H, S, B), optional
+        Initial policies mu_tilde, nu_tilde (per stage if 4-D); uniform when omitted.
+    stage_reset : bool
+        Reset the iterates to the stage's initial policy at every stage start (paper's text).
+    tie_break : {"uniform", "first"}
+        Rule for exact ties in the best fixed policy in hindsight.
+    tie_rtol : float
+        Relative tolerance of tie detection (relative to max_a |G(a)|).
+    eval_every, eval_log_points : int, optional
+        Evaluation schedule (default: every iteration); see :func:`solvers.schedule.eval_iterations`.
+    """
+    T = _check_iterations(iterations)
+    eta = _check_eta(eta)
+    if tie_break not in TIE_BREAKS:
+        raise ValueError(f"tie_break must be one of {TIE_BREAKS}, got {tie_break!r}")
+    if not (np.isfinite(tie_rtol) and tie_rtol >= 0):
+        raise ValueError(f"tie_rtol must be a finite number >= 0, got {tie_rtol!r}")
+    H, S, A, B = game.shape
+    L = stage_lengths(H, T)
+    n_stages = L.shape[0]
+    log_mu0 = _expand_init(mu_init, n_stages, (H, S, A), "mu_init")
+    log_nu0 = _expand_init(nu_init, n_stages, (H, S, B), "nu_init")
+    its = eval_iterations(T, eval_every, eval_log_points)
+    block = int(max(1, min(EVAL_BLOCK, its.shape[0], EVAL_BLOCK_BYTES // (8 * H * S * (A + B) + 8 * S * A * B * 3))))
+
+    curve = np.empty((its.shape[0], 3))
+    mu_sum = np.empty((H, S, A))
+    nu_sum = np.empty((H, S, B))
+    mu_dag = np.empty((n_stages, H, S, A))
+    nu_dag = np.empty((n_stages, H, S, B))
+    t0 = time.perf_counter()
+    bad = _algorithm1_kernel(
+        game.rewards, game.transitions, game.initial_state, log_mu0, log_nu0, L, eta, bool(stage_reset),
+        tie_break == "first", float(tie_rtol), its, block, curve, mu_sum, nu_sum, mu_dag, nu_dag,
+    )
+    elapsed = time.perf_counter() - t0
+    if bad:
+        raise FloatingPointError(f"Algorithm 1 produced a non-finite value at iteration {bad} (eta={eta})")
+    return Algorithm1Result(
+        mu_bar=mu_sum / T,
+        nu_bar=nu_sum / T,
+        iterations=its,
+        gap=curve[:, 1] - curve[:, 2],
+        value=curve[:, 0].copy(),
+        best_response_value_max=curve[:, 1].copy(),
+        best_response_value_min=curve[:, 2].copy(),
+        stage_lengths=L,
+        mu_dagger=mu_dag,
+        nu_dagger=nu_dag,
+        eta=eta,
+        stage_reset=bool(stage_reset),
+        kernel_seconds=elapsed,
+    )
+
+
+def _check_iterations(T) -> int:
+    if isinstance(T, (bool, np.bool_)) or not isinstance(T, (int, np.integer)) or T < 1:
+        raise ValueError(f"iterations T must be an integer >= 1, got {T!r}")
+    return int(T)
+
+
+def _check_eta(eta) -> float:
+    try:
+        eta = float(eta)
+    except (TypeError, ValueError):
+        raise ValueError(f"eta must be a number > 0, got {eta!r}") from None
+    if not (np.isfinite(eta) and eta > 0):
+        raise ValueError(f"eta must be a finite number > 0, got {eta!r}")
+    return eta

@@ -54,7 +54,10 @@ def _as_float_array(name: str, value, ndim: int) -> np.ndarray:
         raise GameError(f"{name} must have {ndim} dimensions, got shape {arr.shape}")
     if 0 in arr.shape:
         raise GameError(f"{name} has an empty dimension: shape {arr.shape}")
-    arr = np.ascontiguousarray(arr, dtype=np.float64)
+    # The game owns frozen arrays: a writeable input is copied (the caller may change it later);
+    # an already read-only float64 C-contiguous array (e.g. another game's) is shared, not duplicated.
+    shared = arr.dtype == np.float64 and arr.flags.c_contiguous and not arr.flags.writeable
+    arr = arr if shared else np.array(arr, dtype=np.float64, order="C", copy=True)
     if not np.all(np.isfinite(arr)):
         bad = np.argwhere(~np.isfinite(arr))[0]
         raise GameError(f"{name} has a non-finite entry at index {tuple(int(i) for i in bad)}: {arr[tuple(bad)]}")
@@ -147,6 +150,8 @@ def _open_npz(path, what: str):
         raise GameError(f"{what} file not found: {path}")
     if os.path.isdir(path):
         raise GameError(f"{what} path is a directory, not an .npz file: {path}")
+    if not zipfile.is_zipfile(path):
+        raise GameError(f"{what} file {path} is not a readable .npz archive (not a zip file)")
     try:
         return np.load(path, allow_pickle=False)
     except (zipfile.BadZipFile, OSError, EOFError) as exc:
@@ -155,34 +160,34 @@ def _open_npz(path, what: str):
         raise GameError(f"{what} file {path} cannot be loaded safely ({exc})") from None
 
 
-def _read_array(data, key: str, path: str, max_entries: int | None = None) -> np.ndarray:
+def _read_array(data, key: str, path: str, max_entries: int) -> np.ndarray:
     """Read one array from an open npz, refusing pickled objects and oversized arrays before allocating."""
     if key not in data.files:
         raise GameError(f"{path}: missing key '{key}' (keys present: {sorted(data.files)})")
-    if max_entries is not None:
-        # np.lib.format reads only the header: the size check happens before any allocation.
+    # np.lib.format reads only the header: the type and size checks happen before any allocation.
+    try:
         with data.zip.open(key + ".npy") as fh:
             version = np.lib.format.read_magic(fh)
             read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
             shape, _, dtype = read_header(fh)
-        if dtype.hasobject:
-            raise GameError(f"{path}: '{key}' holds Python objects (pickled data is refused)")
-        n = int(np.prod(shape, dtype=np.float64))
-        if n > max_entries:
-            raise GameError(f"{path}: '{key}' has shape {shape} ({n:.3g} entries), above the limit of {max_entries:.3g}")
+    except Exception as exc:  # any failure to parse a header is a corrupt file, whatever numpy raises
+        raise GameError(f"{path}: '{key}' has a corrupt .npy header ({type(exc).__name__}: {exc})") from None
+    if dtype.hasobject:
+        raise GameError(f"{path}: '{key}' holds Python objects (pickled data is refused)")
+    n = int(np.prod(shape, dtype=np.float64))
+    if n > max_entries:
+        raise GameError(f"{path}: '{key}' has shape {shape} ({n:.3g} entries), above the limit of {max_entries:.3g}")
     try:
         return data[key]
-    except ValueError as exc:
-        raise GameError(f"{path}: '{key}' cannot be loaded without pickle ({exc})") from None
-    except (zipfile.BadZipFile, OSError, EOFError) as exc:
-        raise GameError(f"{path}: '{key}' is truncated or corrupt ({exc})") from None
+    except Exception as exc:  # zlib.error, EOFError, OSError, BadZipFile...: the member is corrupt
+        raise GameError(f"{path}: '{key}' is truncated or corrupt ({type(exc).__name__}: {exc})") from None
 
 
 def load_game(path) -> ZeroSumGame:
     """Load and validate a game ``.npz`` (format in the module docstring)."""
     path = os.fspath(path)
     with _open_npz(path, "game") as data:
-        kind = _read_array(data, "kind", path)
+        kind = _read_array(data, "kind", path, 64)
         if kind.dtype.kind not in "US" or kind.ndim != 0:
             raise GameError(f"{path}: 'kind' must be a string scalar, got {kind.dtype} {kind.shape}")
         kind = str(kind.item())

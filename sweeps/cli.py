@@ -1,0 +1,332 @@
+"""The ``metasweep`` command line.
+
+Every command prints exactly one JSON object as the last line of stdout; logs and progress go to
+stderr. Bad input (arguments, game or policy files) gives one line ``metasweep: error: ...`` on
+stderr and exit status 2, before any work starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import sys
+
+import numpy as np
+
+log = logging.getLogger("metasweep")
+
+
+class UsageError(Exception):
+    """A user error: reported as one line, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, no usage dump
+        raise UsageError(f"{self.prog}: {message} (see '{self.prog} --help')")
+
+
+def _jsonable(obj):
+    """Make ``obj`` strict JSON: numpy scalars to Python, non-finite floats to the strings 'inf'/'-inf'/'nan'."""
+    if isinstance(obj, dict):
+        return {k: _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, (np.bool_, bool)):
+        return bool(obj)
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        f = float(obj)
+        return f if math.isfinite(f) else ("nan" if math.isnan(f) else ("inf" if f > 0 else "-inf"))
+    return obj
+
+
+def emit(summary: dict) -> None:
+    """Print the command's result: one JSON object, the last line of stdout."""
+    sys.stdout.write(json.dumps(_jsonable(summary), allow_nan=False) + "\n")
+    sys.stdout.flush()
+
+
+# ----------------------------------------------------------------------------- argument types
+
+
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got '{text}'") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {v}")
+    return v
+
+
+def _nonneg_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got '{text}'") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {v}")
+    return v
+
+
+def _finite_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got '{text}'") from None
+    if not math.isfinite(v):
+        raise argparse.ArgumentTypeError(f"must be finite, got {text}")
+    return v
+
+
+def _positive_float(text: str) -> float:
+    v = _finite_float(text)
+    if v <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return v
+
+
+def _nonneg_float(text: str) -> float:
+    v = _finite_float(text)
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return v
+
+
+def _alpha(text: str) -> float:
+    v = _finite_float(text)
+    if not 0 < v < 0.5:
+        raise argparse.ArgumentTypeError(f"must lie in (0, 1/2) (Eq. 5), got {text}")
+    return v
+
+
+def _add_algorithm_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--iterations", "-T", type=_positive_int, required=True, help="T, iterations per game (>= 1)")
+    p.add_argument("--eta", type=_positive_float, required=True, help="learning rate eta > 0 (Theorem 1 needs eta <= 1/(8H^2))")
+    p.add_argument(
+        "--no-stage-reset", dest="stage_reset", action="store_false",
+        help="do not reset the iterates to the stage's initial policy at each stage start (default: reset, the paper's text)",
+    )
+    p.add_argument("--tie-break", choices=("uniform", "first"), default="uniform",
+                   help="best fixed policy in hindsight on ties: uniform over tied actions (default) or the first")
+    p.add_argument("--tie-rtol", type=_nonneg_float, default=1e-9, help="relative tolerance of tie detection (default 1e-9)")
+    sched = p.add_mutually_exclusive_group()
+    sched.add_argument("--eval-every", type=_positive_int, help="evaluate the running average every k iterations (and at T); default: every iteration")
+    sched.add_argument("--eval-log", type=_positive_int, metavar="N", help="evaluate at about N log-spaced iterations (1 and T included)")
+
+
+def _algorithm_options(args) -> dict:
+    if args.eval_log is not None and args.eval_log < 2:
+        raise UsageError("--eval-log needs at least 2 points")
+    return dict(stage_reset=args.stage_reset, tie_break=args.tie_break, tie_rtol=args.tie_rtol,
+                eval_every=args.eval_every, eval_log_points=args.eval_log)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="metasweep", description="Multi-agent meta-RL sweeps (Mao et al., NeurIPS 2023).")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging on stderr")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    game = sub.add_parser("game", help="make game files")
+    game_sub = game.add_subparsers(dest="game_command", required=True, parser_class=_Parser)
+    make = game_sub.add_parser("make", help="write K perturbed games of a family as DIR/game_000.npz, ...")
+    make.add_argument("--family", choices=("paper-zero-sum", "random-zero-sum"), required=True,
+                      help="paper-zero-sum: the F.1 game; random-zero-sum: a random base game (U[0,1] rewards, Dirichlet(1) transitions)")
+    make.add_argument("--count", "-K", type=_positive_int, required=True, help="number of games K")
+    make.add_argument("--sigma", type=_nonneg_float, required=True, help="std of the N(0, sigma^2) reward perturbation per (s, a, b)")
+    make.add_argument("--horizon", "-H", type=_positive_int, required=True, help="horizon H")
+    make.add_argument("--seed", type=_nonneg_int, required=True, help="seed of the family (game k uses child seed k)")
+    make.add_argument("--states", type=_positive_int, default=2, help="S for random-zero-sum (default 2)")
+    make.add_argument("--actions", type=_positive_int, nargs=2, default=(2, 2), metavar=("A", "B"), help="A B for random-zero-sum (default 2 2)")
+    make.add_argument("--out", required=True, help="output directory")
+    make.add_argument("--overwrite", action="store_true", help="replace existing game files in DIR")
+
+    nash = sub.add_parser("nash", help="Nash value (and an equilibrium) by backward induction with one LP per (h, s)")
+    nash.add_argument("--game", required=True, help="game .npz")
+    nash.add_argument("--policy-out", help="write the equilibrium policy (.npz with policy_0, policy_1)")
+
+    ev = sub.add_parser("evaluate", help="exact value, best-response values and NE-gap of a policy")
+    ev.add_argument("--game", required=True, help="game .npz")
+    ev.add_argument("--policy", required=True, help="policy .npz with policy_0 (H,S,A) and policy_1 (H,S,B)")
+
+    solve = sub.add_parser("solve", help="run Algorithm 1 on one game")
+    solve.add_argument("--game", required=True, help="game .npz")
+    _add_algorithm_options(solve)
+    solve.add_argument("--init", help="initial policy .npz (default: uniform)")
+    solve.add_argument("--curve", required=True, help="output Parquet of the convergence curve")
+    solve.add_argument("--policy-out", help="write the output (average) policy .npz")
+
+    meta = sub.add_parser("meta", help="individual vs meta learning (Eq. 5) on a sequence of games")
+    meta.add_argument("--games", nargs="+", required=True, help="game .npz files, in sequence order")
+    _add_algorithm_options(meta)
+    meta.add_argument("--alpha", type=_alpha, help="alpha of Eq. 5 in (0, 1/2) (default 1/sqrt(K), capped at 0.45)")
+    meta.add_argument("--curve", required=True, help="output Parquet of the per-game curves of both methods")
+
+    fig2 = sub.add_parser("fig2", help="the paper's Figure 2 experiment: individual vs meta on K perturbed F.1 games")
+    fig2.add_argument("--out", default="runs/fig2", help="output directory (curves.parquet, fig2.png, fig2.svg, summary.json)")
+    fig2.add_argument("--K", type=_positive_int, default=10, help="games per sequence (default 10)")
+    fig2.add_argument("--horizon", "-H", type=_positive_int, default=10, help="horizon H (default 10)")
+    fig2.add_argument("--iterations", "-T", type=_positive_int, default=1000, help="T (default 1000)")
+    fig2.add_argument("--eta", type=_positive_float, default=0.02, help="learning rate (default 0.02, the paper's)")
+    fig2.add_argument("--sigma", type=_nonneg_float, default=0.1, help="reward perturbation std (default 0.1)")
+    fig2.add_argument("--seeds", type=_nonneg_int, nargs="+", default=[0, 1, 2, 3, 4], help="family seeds (default 0 1 2 3 4)")
+    fig2.add_argument("--alpha", type=_alpha, help="alpha of Eq. 5 (default 1/sqrt(K))")
+    fig2.add_argument("--smoke-test", action="store_true", help="K=3, T=100, 2 seeds: runs in seconds")
+    return parser
+
+
+# ----------------------------------------------------------------------------- commands
+
+
+def cmd_game_make(args) -> dict:
+    from solvers.games import save_game
+    from solvers.generators import game_family
+
+    games = game_family(args.family, args.count, args.sigma, args.horizon, args.seed, args.states, tuple(args.actions))
+    paths = [os.path.join(args.out, f"game_{k:03d}.npz") for k in range(args.count)]
+    existing = [p for p in paths if os.path.exists(p)]
+    if existing and not args.overwrite:
+        raise UsageError(f"{existing[0]} already exists (pass --overwrite to replace {len(existing)} file(s))")
+    os.makedirs(args.out, exist_ok=True)
+    for path, g in zip(paths, games):
+        save_game(path, g)
+    H, S, A, B = games[0].shape
+    log.info("wrote %d games (H=%d, S=%d, A=%d, B=%d) to %s", len(paths), H, S, A, B, args.out)
+    return {"family": args.family, "count": args.count, "sigma": args.sigma, "horizon": H, "states": S,
+            "actions": [A, B], "seed": args.seed, "files": paths}
+
+
+def cmd_nash(args) -> dict:
+    from solvers.evaluate import nash_equilibrium
+    from solvers.games import load_game, save_policy
+
+    game = load_game(args.game)
+    sol = nash_equilibrium(game)
+    if args.policy_out:
+        save_policy(args.policy_out, sol.mu, sol.nu)
+    return {"value": sol.value, "policy_out": args.policy_out}
+
+
+def cmd_evaluate(args) -> dict:
+    from solvers.evaluate import evaluate_policy
+    from solvers.games import load_game, load_policy
+
+    game = load_game(args.game)
+    mu, nu = load_policy(args.policy, game)
+    return evaluate_policy(game, mu, nu).as_dict()
+
+
+def cmd_solve(args) -> dict:
+    from solvers.games import load_game, load_policy, save_policy
+    from solvers.meta import solve_with_bound
+    from tracking.curves import curve_table, write_curves
+
+    game = load_game(args.game)
+    opts = _algorithm_options(args)
+    mu0 = nu0 = None
+    if args.init:
+        mu0, nu0 = load_policy(args.init, game)
+    run = solve_with_bound(game, args.iterations, args.eta, mu0, nu0, **opts)
+    res = run.result
+    write_curves(args.curve, curve_table("single", 0, res))
+    if args.policy_out:
+        save_policy(args.policy_out, res.mu_bar, res.nu_bar)
+    H, S, A, B = game.shape
+    return {
+        "final_gap": res.final_gap,
+        "value": float(res.value[-1]),
+        "best_response_value_max": float(res.best_response_value_max[-1]),
+        "best_response_value_min": float(res.best_response_value_min[-1]),
+        "iterations": args.iterations,
+        "eta": args.eta,
+        "num_stages": res.num_stages,
+        "stage_reset": res.stage_reset,
+        "tie_break": args.tie_break,
+        "bound": run.bound.as_dict(),
+        "conditions_hold": run.bound.conditions_hold,
+        "kernel_seconds": res.kernel_seconds,
+        "curve": args.curve,
+        "policy_out": args.policy_out,
+    }
+
+
+def method_summary(mres) -> dict:
+    """Scalars of one method's run on K games (K-averages)."""
+    out = {
+        "final_gap_mean": float(mres.mean_gap[-1]),
+        "final_value_mean": float(mres.mean_value[-1]),
+        "delta": mres.delta,
+        "delta_smoothed": mres.delta_smoothed,
+        "theorem1_kl_form_mean": float(np.mean([r.bound.kl_form for r in mres.runs])),
+        "theorem1_conditions_hold": all(r.bound.conditions_hold for r in mres.runs),
+    }
+    if mres.theorem2 is not None:
+        out["theorem2"] = mres.theorem2.as_dict()
+    return out
+
+
+def cmd_meta(args) -> dict:
+    from solvers.games import load_game
+    from solvers.meta import run_sequence
+    from tracking.curves import concat_curves, curve_table, write_curves
+
+    games = [load_game(p) for p in args.games]
+    opts = _algorithm_options(args)
+    results = run_sequence(games, args.iterations, args.eta, alpha=args.alpha, **opts)
+    tables = [curve_table(m, k, run.result) for m, mres in results.items() for k, run in enumerate(mres.runs)]
+    write_curves(args.curve, concat_curves(tables))
+    first = results["meta"].runs[0].result
+    summary = {
+        "K": len(games),
+        "iterations": args.iterations,
+        "eta": args.eta,
+        "alpha": results["meta"].alpha,
+        "stage_reset": args.stage_reset,
+        "num_stages": first.num_stages,
+        "curve": args.curve,
+    }
+    for m, mres in results.items():
+        summary[m] = method_summary(mres)
+    return summary
+
+
+def cmd_fig2(args) -> dict:
+    from .paper_fig2 import run_fig2
+
+    return run_fig2(args)
+
+
+COMMANDS = {"nash": cmd_nash, "evaluate": cmd_evaluate, "solve": cmd_solve, "meta": cmd_meta, "fig2": cmd_fig2}
+
+
+def main(argv: list[str] | None = None) -> int:
+    from solvers.games import GameError
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
+    try:
+        args = build_parser().parse_args(argv)
+        if args.verbose:
+            logging.getLogger().setLevel(logging.DEBUG)
+        handler = cmd_game_make if args.command == "game" else COMMANDS[args.command]
+        emit(handler(args))
+        return 0
+    except UsageError as exc:
+        print(f"metasweep: error: {exc}", file=sys.stderr)
+        return 2
+    except (GameError, ValueError) as exc:
+        print(f"metasweep: error: {exc}", file=sys.stderr)
+        return 2
+    except FloatingPointError as exc:
+        print(f"metasweep: numerical failure: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("metasweep: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

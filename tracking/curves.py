@@ -1,0 +1,66 @@
+"""Convergence curves as Parquet (pyarrow): the long format users' scripts rely on.
+
+One row per (method, game, evaluated iteration). Columns (contract; later columns may be added,
+none renamed or dropped):
+
+=============================  =======  ====================================================
+column                         type     meaning
+=============================  =======  ====================================================
+``method``                     string   "single" (metasweep solve), "individual" or "meta"
+``game``                       int32    0-based index of the game in the sequence
+``iteration``                  int64    t, 1-based: the metrics are those after t iterations
+``gap``                        float64  NE-gap of the running-average policy
+``value``                      float64  V^{mu_bar,nu_bar}_1(s_1)
+``best_response_value_max``    float64  V^{dag,nu_bar}_1(s_1)
+``best_response_value_min``    float64  V^{mu_bar,dag}_1(s_1)
+=============================  =======  ====================================================
+
+Extra constant columns (e.g. ``seed``, ``stage_reset``) can be attached per block of rows.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+__all__ = ["CURVE_COLUMNS", "curve_table", "concat_curves", "write_curves", "read_curves"]
+
+CURVE_COLUMNS = ("method", "game", "iteration", "gap", "value", "best_response_value_max", "best_response_value_min")
+
+
+def curve_table(method: str, game: int, result, **extra) -> pa.Table:
+    """Rows of one Algorithm 1 result (an object with iterations, gap, value and the two best-response values)."""
+    n = len(result.iterations)
+    cols = {
+        "method": pa.array([method] * n, pa.string()),
+        "game": pa.array(np.full(n, game, dtype=np.int32)),
+        "iteration": pa.array(np.asarray(result.iterations, dtype=np.int64)),
+        "gap": pa.array(np.asarray(result.gap, dtype=np.float64)),
+        "value": pa.array(np.asarray(result.value, dtype=np.float64)),
+        "best_response_value_max": pa.array(np.asarray(result.best_response_value_max, dtype=np.float64)),
+        "best_response_value_min": pa.array(np.asarray(result.best_response_value_min, dtype=np.float64)),
+    }
+    for key, val in extra.items():
+        cols[key] = pa.array([val] * n)
+    return pa.table(cols)
+
+
+def concat_curves(tables: list[pa.Table]) -> pa.Table:
+    return pa.concat_tables(tables)
+
+
+def write_curves(path, table: pa.Table) -> None:
+    """Write ``table`` atomically (temporary file, then rename): a reader never sees half a file."""
+    path = os.fspath(path)
+    parent = os.path.dirname(os.path.abspath(path))
+    os.makedirs(parent, exist_ok=True)
+    tmp = f"{path}.tmp-{os.getpid()}"
+    pq.write_table(table, tmp)
+    os.replace(tmp, path)
+
+
+def read_curves(path) -> pa.Table:
+    return pq.read_table(os.fspath(path))

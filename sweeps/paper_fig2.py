@@ -14,6 +14,7 @@ import time
 
 import numpy as np
 
+from solvers.evaluate import nash_equilibrium
 from solvers.generators import game_family
 from solvers.meta import default_alpha, run_sequence
 from tracking.curves import concat_curves, curve_table, write_curves
@@ -34,9 +35,12 @@ def run_fig2(args) -> dict:
     t0 = time.perf_counter()
     tables, rows = [], []
     curves = {}  # (stage_reset, method) -> list over seeds of K-averaged (gap, value)
+    families = {seed: game_family("paper-zero-sum", K, args.sigma, H, seed) for seed in seeds}
+    # reference: the K-averaged Nash value V*_1(s_1) of each family (exact, by LP)
+    nash_value = float(np.mean([np.mean([nash_equilibrium(g).value for g in fam]) for fam in families.values()]))
     for stage_reset in READINGS:
         for seed in seeds:
-            games = game_family("paper-zero-sum", K, args.sigma, H, seed)
+            games = families[seed]
             results = run_sequence(games, T, args.eta, alpha=args.alpha, stage_reset=stage_reset)
             for method, mres in results.items():
                 for k, run in enumerate(mres.runs):
@@ -47,13 +51,14 @@ def run_fig2(args) -> dict:
     iterations = np.arange(1, T + 1)
     curve_path = os.path.join(args.out, "curves.parquet")
     write_curves(curve_path, concat_curves(tables))
-    figure_paths = _plot(curves, iterations, K, H, T, args, args.out)
+    figure_paths = _plot(curves, iterations, K, H, T, args, args.out, nash_value)
     table = _table(curves, rows, iterations)
-    print(table, file=sys.stderr)
+    print(table + f"\nK-averaged Nash value V*(s1) (LP): {nash_value:.4f}", file=sys.stderr)
     summary = {
         "experiment": "paper-fig2",
         "K": K, "H": H, "T": T, "eta": args.eta, "sigma": args.sigma, "seeds": seeds,
         "alpha": args.alpha if args.alpha is not None else default_alpha(K),
+        "nash_value_mean": nash_value,
         "results": _aggregate(curves, rows, iterations),
         "curves": curve_path,
         "figures": figure_paths,
@@ -102,7 +107,7 @@ def _table(curves, rows, iterations) -> str:
     return "\n".join(lines)
 
 
-def _plot(curves, iterations, K, H, T, args, out_dir) -> list[str]:
+def _plot(curves, iterations, K, H, T, args, out_dir, nash_value) -> list[str]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -119,6 +124,8 @@ def _plot(curves, iterations, K, H, T, args, out_dir) -> list[str]:
                 ax = axes[row, col]
                 ax.plot(iterations, m, color=colors[method], label=method)
                 ax.fill_between(iterations, m - s, m + s, color=colors[method], alpha=0.2, linewidth=0)
+        axes[1, col].axhline(nash_value, color="k", linestyle="--", linewidth=1, label="Nash value (LP)")
+        axes[1, col].legend()
         axes[0, col].set_title(f"stage_reset={stage_reset}" + (" (paper's text)" if stage_reset else " (variant)"))
         axes[0, col].set_ylabel("K-averaged NE-gap")
         axes[1, col].set_ylabel("K-averaged value V(s1)")

@@ -166,6 +166,26 @@ def build_parser() -> argparse.ArgumentParser:
     meta.add_argument("--alpha", type=_alpha, help="alpha of Eq. 5 in (0, 1/2) (default 1/sqrt(K), capped at 0.45)")
     meta.add_argument("--curve", required=True, help="output Parquet of the per-game curves of both methods")
 
+    run = sub.add_parser("run", help="run a sweep spec on Ray Tune, every trial tracked in MLflow")
+    run.add_argument("spec", help="sweep spec YAML (see docs/sweep-spec.md)")
+    run.add_argument("--address", help="Ray address (host:port, ray://host:10001 or auto); default RAY_ADDRESS or a local Ray")
+    run.add_argument("--tracking-uri", help="MLflow tracking URI; default MLFLOW_TRACKING_URI or sqlite:///runs/mlflow/mlflow.db")
+    run.add_argument("--smoke-test", action="store_true", help="shrink K, T, H and the grid so the sweep runs in seconds")
+    run.add_argument("--num-cpus", type=_positive_int, help="CPUs of the embedded local Ray (default: all)")
+    run.add_argument("--yes", action="store_true", help="confirm a grid larger than the limit")
+
+    resume = sub.add_parser("resume", help="finish a sweep's unfinished trials")
+    resume.add_argument("sweep", help="sweep id (runs/sweeps/SWEEP_ID) or its folder")
+    resume.add_argument("--errored", action="store_true", help="also rerun trials that ended in an error")
+    resume.add_argument("--address", help="Ray address (default: the sweep's, RAY_ADDRESS or local)")
+
+    status = sub.add_parser("status", help="trials finished, remaining and the best so far (from MLflow)")
+    status.add_argument("sweep", help="sweep id or its folder")
+
+    ui = sub.add_parser("ui", help="the MLflow UI for the configured store, on 127.0.0.1")
+    ui.add_argument("--tracking-uri", help="default MLFLOW_TRACKING_URI or sqlite:///runs/mlflow/mlflow.db")
+    ui.add_argument("--port", type=_positive_int, default=5000, help="port (default 5000)")
+
     fig2 = sub.add_parser("fig2", help="the paper's Figure 2 experiment: individual vs meta on K perturbed F.1 games")
     fig2.add_argument("--out", default="runs/fig2", help="output directory (curves.parquet, fig2.png, fig2.svg, summary.json)")
     fig2.add_argument("--K", type=_positive_int, default=10, help="games per sequence (default 10)")
@@ -294,17 +314,67 @@ def cmd_meta(args) -> dict:
     return summary
 
 
+def cmd_run(args) -> dict:
+    from .service import run_sweep
+    from .spec import load_spec
+
+    spec = load_spec(args.spec)  # a bad spec stops here: no Ray, no run
+    if args.smoke_test:
+        spec = spec.smoke()
+    if args.yes and not spec.confirm_large_grid:
+        from dataclasses import replace
+
+        spec = replace(spec, confirm_large_grid=True)
+    with open(args.spec) as fh:
+        text = fh.read()
+    summary = run_sweep(spec, text, address=args.address, tracking_uri=args.tracking_uri, num_cpus=args.num_cpus)
+    log.info("open the MLflow UI with: metasweep ui --tracking-uri %s", summary["tracking_uri"])
+    return summary
+
+
+def cmd_resume(args) -> dict:
+    from .service import resume_sweep
+
+    return resume_sweep(args.sweep, errored=args.errored, address=args.address)
+
+
+def cmd_status(args) -> dict:
+    from .service import sweep_status
+
+    return sweep_status(args.sweep)
+
+
+def cmd_ui(args) -> dict:
+    from .service import _artifact_root, default_tracking_uri
+
+    uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri()
+    if uri.startswith(("http://", "https://")):
+        return {"url": uri, "note": "this store is a tracking server: open its URL"}
+    mlflow_bin = os.path.join(os.path.dirname(sys.executable), "mlflow")
+    cmd = [mlflow_bin, "server", "--backend-store-uri", uri, "--host", "127.0.0.1", "--port", str(args.port), "--workers", "1"]
+    root = _artifact_root(uri)
+    if root:
+        cmd += ["--default-artifact-root", root]
+    emit({"url": f"http://127.0.0.1:{args.port}", "tracking_uri": uri})
+    log.info("MLflow UI on http://127.0.0.1:%d (Ctrl-C stops it)", args.port)
+    env = dict(os.environ, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false", MLFLOW_DISABLE_TELEMETRY="true")
+    os.execve(mlflow_bin, cmd, env)
+
+
 def cmd_fig2(args) -> dict:
     from .paper_fig2 import run_fig2
 
     return run_fig2(args)
 
 
-COMMANDS = {"nash": cmd_nash, "evaluate": cmd_evaluate, "solve": cmd_solve, "meta": cmd_meta, "fig2": cmd_fig2}
+COMMANDS = {"nash": cmd_nash, "evaluate": cmd_evaluate, "solve": cmd_solve, "meta": cmd_meta, "fig2": cmd_fig2,
+            "run": cmd_run, "resume": cmd_resume, "status": cmd_status, "ui": cmd_ui}
 
 
 def main(argv: list[str] | None = None) -> int:
     from solvers.games import GameError
+
+    from .service import SweepError
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
     try:
@@ -317,7 +387,7 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as exc:
         print(f"metasweep: error: {exc}", file=sys.stderr)
         return 2
-    except (GameError, ValueError) as exc:
+    except (GameError, ValueError, SweepError) as exc:
         print(f"metasweep: error: {exc}", file=sys.stderr)
         return 2
     except FloatingPointError as exc:

@@ -1,0 +1,342 @@
+"""Run, resume and inspect sweeps: a validated spec -> Ray Tune trials -> MLflow parent/child runs.
+
+State of a sweep lives in ``runs/sweeps/SWEEP_ID/`` (git-ignored): Tune's experiment state and
+``sweep.json`` (spec text, tracking URI, MLflow experiment and parent run ids, trial count), which
+is all ``metasweep resume`` and ``metasweep status`` need.
+
+Defaults (the embedded local mode): a local Ray started in-process, and an MLflow store inside the
+working directory: ``sqlite:///runs/mlflow/mlflow.db`` with artifacts in ``runs/mlflow/artifacts``.
+``--address``/``RAY_ADDRESS`` and ``--tracking-uri``/``MLFLOW_TRACKING_URI`` (or the spec's
+``ray_address`` and ``tracking.uri``) point at a cluster and a tracking server instead.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+from importlib import metadata
+
+from .spec import SweepSpec, parse_spec
+from .trial import CONFIG_KEYS, TrialSettings, run_trial
+
+log = logging.getLogger("metasweep")
+
+__all__ = ["run_sweep", "resume_sweep", "sweep_status", "default_tracking_uri", "SweepError", "RUNS_DIR"]
+
+RUNS_DIR = "runs"
+#: Scalars sent to Tune (a handful per trial; curves go to MLflow only).
+TUNE_METRICS = ("final_gap/meta", "final_gap/individual", "speedup/final_gap", "similarity/delta/meta", "time/trial_s")
+
+
+class SweepError(RuntimeError):
+    """A sweep cannot start or continue (unreachable services, unknown sweep); one clear line."""
+
+
+def default_tracking_uri(root: str | None = None) -> str:
+    root = os.path.abspath(root or RUNS_DIR)
+    return "sqlite:///" + os.path.join(root, "mlflow", "mlflow.db")
+
+
+def _artifact_root(uri: str) -> str | None:
+    """Local stores keep artifacts beside the database; servers decide for themselves."""
+    if uri.startswith("sqlite:///"):
+        return os.path.join(os.path.dirname(uri[len("sqlite:///"):]), "artifacts")
+    return None
+
+
+def _sweep_dir(sweep_id: str) -> str:
+    return os.path.abspath(os.path.join(RUNS_DIR, "sweeps", sweep_id))
+
+
+def _git_commit() -> str:
+    try:
+        here = os.path.dirname(os.path.abspath(__file__))
+        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5).stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def _versions() -> dict:
+    out = {"python": sys.version.split()[0]}
+    for pkg in ("metasweep", "numpy", "numba", "ray", "mlflow", "pyarrow", "scipy"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+# ----------------------------------------------------------------------------- tracking set-up
+
+
+def _open_tracking(uri: str, experiment: str):
+    """Client and experiment id; fails with one clear line when the store cannot be reached."""
+    from tracking.mlflow_runs import client_for, ensure_experiment
+
+    if uri.startswith("sqlite:///"):
+        os.makedirs(os.path.dirname(uri[len("sqlite:///"):]), exist_ok=True)
+    client = client_for(uri)
+    if uri.startswith(("http://", "https://")):
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
+    try:
+        exp_id = ensure_experiment(client, experiment, _artifact_root(uri))
+    except Exception as exc:  # any failure to reach or create the store is the user's configuration
+        raise SweepError(f"cannot use MLflow tracking URI {uri!r}: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}") from None
+    return client, exp_id
+
+
+def _init_ray(address: str | None, num_cpus: int | None = None):
+    import ray
+
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # see ../shared/design/STACK.md: set it in every process
+    os.environ.setdefault("RAY_DEDUP_LOGS", "1")
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the legacy reporter honours verbose=0: our progress line only
+    kwargs = dict(include_dashboard=False, log_to_driver=True, configure_logging=True, logging_level=logging.WARNING)
+    try:
+        if address:
+            ray.init(address=address, **kwargs)
+        else:
+            ray.init(num_cpus=num_cpus, **kwargs)
+    except Exception as exc:
+        raise SweepError(f"cannot start or reach Ray at {address or 'local'}: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}") from None
+    return ray
+
+
+# ----------------------------------------------------------------------------- the trainable
+
+
+def _make_trainable(settings: TrialSettings, uri: str, exp_id: str, parent_id: str, sweep_id: str, metric_points: int):
+    """The Tune function trainable of a sweep (one trial = one config)."""
+
+    def trainable(config):
+        from ray import tune
+
+        from tracking.mlflow_runs import client_for, find_or_create_child, history_steps, log_trial
+
+        trial_id = tune.get_context().get_trial_id()
+        out = run_trial(config, settings)
+        client = client_for(uri)
+        name = " ".join(f"{k}={config[k]:g}" if isinstance(config[k], float) else f"{k}={config[k]}"
+                        for k in CONFIG_KEYS if config.get(k) is not None)
+        t0 = time.perf_counter()
+        run_id = find_or_create_child(client, exp_id, parent_id, sweep_id, trial_id, name)
+        params = {k: config[k] for k in CONFIG_KEYS} | {"algorithm": "optimistic-mwu", "family": settings.family,
+                                                       "methods": ",".join(settings.methods)}
+        hist = {}
+        for key, (its, vals) in out.histories.items():
+            idx = history_steps(its, metric_points)
+            hist[key] = (its[idx], vals[idx])
+        out.scalars["time/individual_tasks"] = out.num_tasks
+        log_trial(client, run_id, params, out.scalars, hist, out.curves, sentinel="time/trial_s")
+        tracking_s = time.perf_counter() - t0
+        client.log_metric(run_id, "time/tracking_s", tracking_s)
+        report = {k: float(out.scalars[k]) for k in TUNE_METRICS if k in out.scalars}
+        report["time/tracking_s"] = tracking_s
+        report["mlflow_run_id"] = run_id
+        tune.report(report)
+
+    return trainable
+
+
+def _tuner_parts(spec: SweepSpec, uri: str, exp_id: str, parent_id: str, sweep_id: str):
+    from ray import tune
+
+    settings = TrialSettings(spec.family, spec.states, spec.actions, spec.methods, spec.eval_every, spec.epsilon,
+                             spec.cpus_per_trial)
+    fn = _make_trainable(settings, uri, exp_id, parent_id, sweep_id, spec.metric_history_points)
+    n = max(1, int(spec.cpus_per_trial))
+    if n >= 2:  # the trial's own bundle plus spare 1-CPU bundles for its individual-learning tasks
+        resources = tune.PlacementGroupFactory([{"CPU": 1}] * n, strategy="PACK")
+    else:
+        resources = {"cpu": spec.cpus_per_trial}
+    return tune.with_resources(fn, resources)
+
+
+def _progress_callback(total: int):
+    from ray import tune
+
+    class Progress(tune.Callback):
+        """One status line (<= 80 columns) on stderr: done/total, running, failed, ETA, best so far."""
+
+        def __init__(self):
+            self.t0 = time.time()
+            self.done = self.failed = self.running = 0
+            self.best = None
+            self.last = 0.0
+
+        def _line(self, force=False):
+            now = time.time()
+            if not force and now - self.last < 1.0:
+                return
+            self.last = now
+            el = now - self.t0
+            eta = "--:--" if not self.done else time.strftime("%M:%S", time.gmtime(el / self.done * max(total - self.done - self.failed, 0)))
+            best = "-" if self.best is None else f"{self.best:.4g}"
+            line = f"[{self.done}/{total} done, {self.running} running, {self.failed} failed] ETA {eta} best gap/meta {best}"
+            end = "\r" if sys.stderr.isatty() and not force else "\n"
+            sys.stderr.write(line[:79].ljust(79 if end == "\r" else 0) + end)
+            sys.stderr.flush()
+
+        def on_trial_start(self, iteration, trials, trial, **info):
+            self.running += 1
+            self._line()
+
+        def on_trial_result(self, iteration, trials, trial, result, **info):
+            g = result.get("final_gap/meta", result.get("final_gap/individual"))
+            if g is not None and (self.best is None or g < self.best):
+                self.best = g
+
+        def on_trial_complete(self, iteration, trials, trial, **info):
+            self.running = max(0, self.running - 1)
+            self.done += 1
+            self._line(force=self.done == total)
+
+        def on_trial_error(self, iteration, trials, trial, **info):
+            self.running = max(0, self.running - 1)
+            self.failed += 1
+            self._line(force=True)
+
+    return Progress()
+
+
+def _run_config(spec: SweepSpec, sweep_id: str, total: int):
+    from ray import tune
+
+    return tune.RunConfig(
+        name=sweep_id,
+        storage_path=os.path.abspath(os.path.join(RUNS_DIR, "sweeps")),
+        failure_config=tune.FailureConfig(max_failures=spec.max_failures),
+        verbose=0,
+        callbacks=[_progress_callback(total)],
+    )
+
+
+def _finish(client, parent_id: str, results, sweep_id: str, total: int) -> dict:
+    from mlflow.entities import Metric
+
+    errors = [r for r in results if r.error is not None]
+    ok = [r for r in results if r.error is None and r.metrics]
+    best = None
+    for r in ok:
+        g = r.metrics.get("final_gap/meta", r.metrics.get("final_gap/individual"))
+        if g is not None and (best is None or g < best[0]):
+            best = (g, {k: r.config.get(k) for k in CONFIG_KEYS}, r.metrics.get("mlflow_run_id"))
+    now = int(time.time() * 1000)
+    metrics = [Metric("trials/finished", len(ok), now, 0), Metric("trials/failed", len(errors), now, 0)]
+    if best:
+        metrics.append(Metric("best/final_gap", float(best[0]), now, 0))
+    client.log_batch(parent_id, metrics=metrics)
+    client.set_terminated(parent_id, status="FINISHED" if not errors and len(ok) == total else "FAILED")
+    return {
+        "sweep_id": sweep_id,
+        "trials": total,
+        "finished": len(ok),
+        "failed": len(errors),
+        "best": None if best is None else {"final_gap": best[0], "config": best[1], "mlflow_run_id": best[2]},
+        "errors": [str(r.error).splitlines()[0][:200] for r in errors][:5],
+    }
+
+
+# ----------------------------------------------------------------------------- commands
+
+
+def run_sweep(spec: SweepSpec, spec_text: str, address: str | None = None, tracking_uri: str | None = None,
+              num_cpus: int | None = None) -> dict:
+    """Run a validated spec to completion (module docstring); returns the sweep's summary."""
+    from ray import tune
+
+    uri = tracking_uri or spec.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri()
+    address = address or spec.ray_address or os.environ.get("RAY_ADDRESS") or None
+    sweep_id = f"{spec.experiment}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid() % 1000:03d}"
+    client, exp_id = _open_tracking(uri, spec.experiment)
+    ray = _init_ray(address, num_cpus)
+    cluster = ray.cluster_resources()
+    from tracking.mlflow_runs import json_tag, start_parent_run
+
+    parent_id = start_parent_run(client, exp_id, sweep_id, spec_text, {
+        "metasweep.git_commit": _git_commit(),
+        "metasweep.versions": json_tag(_versions()),
+        "metasweep.cluster_cpus": str(cluster.get("CPU", 0)),
+        "metasweep.cluster_nodes": str(len([n for n in ray.nodes() if n.get("Alive")])),
+    })
+    total = spec.num_trials
+    state_dir = _sweep_dir(sweep_id)
+    os.makedirs(state_dir, exist_ok=True)
+    state = {"sweep_id": sweep_id, "experiment": spec.experiment, "tracking_uri": uri, "experiment_id": exp_id,
+             "parent_run_id": parent_id, "trials": total, "address": address, "spec": spec_text}
+    with open(os.path.join(state_dir, "sweep.json"), "w") as fh:
+        json.dump(state, fh, indent=2)
+    log.info("sweep %s: %d trials on %s CPUs; MLflow %s (parent run %s)", sweep_id, total, cluster.get("CPU"), uri, parent_id)
+    search_alg = None
+    if spec.search == "optuna":
+        from ray.tune.search.optuna import OptunaSearch
+
+        search_alg = OptunaSearch(metric="final_gap/meta", mode="min")
+    tuner = tune.Tuner(
+        _tuner_parts(spec, uri, exp_id, parent_id, sweep_id),
+        param_space=spec.param_space(),
+        tune_config=tune.TuneConfig(num_samples=spec.num_samples, max_concurrent_trials=spec.max_concurrent_trials,
+                                    reuse_actors=True, search_alg=search_alg),
+        run_config=_run_config(spec, sweep_id, total),
+    )
+    try:
+        results = tuner.fit()
+    except KeyboardInterrupt:
+        raise SweepError(f"interrupted: continue with `metasweep resume {sweep_id}`") from None
+    summary = _finish(client, parent_id, results, sweep_id, total)
+    summary |= {"tracking_uri": uri, "parent_run_id": parent_id, "experiment_id": exp_id, "state_dir": state_dir}
+    return summary
+
+
+def load_state(sweep: str) -> dict:
+    path = sweep if os.path.isdir(sweep) else _sweep_dir(sweep)
+    f = os.path.join(path, "sweep.json")
+    if not os.path.isfile(f):
+        raise SweepError(f"unknown sweep {sweep!r}: no {f}")
+    with open(f) as fh:
+        state = json.load(fh)
+    state["state_dir"] = os.path.abspath(path)
+    return state
+
+
+def resume_sweep(sweep: str, errored: bool = False, address: str | None = None) -> dict:
+    """Finish a sweep's unfinished trials (and its errored ones with ``errored``)."""
+    import yaml
+    from ray import tune
+
+    state = load_state(sweep)
+    spec = parse_spec(yaml.safe_load(state["spec"]), "stored spec")
+    if not tune.Tuner.can_restore(state["state_dir"]):
+        raise SweepError(f"sweep {state['sweep_id']} has no restorable Tune state in {state['state_dir']}")
+    client, exp_id = _open_tracking(state["tracking_uri"], spec.experiment)
+    _init_ray(address or state.get("address") or os.environ.get("RAY_ADDRESS"))
+    client.update_run(state["parent_run_id"], status="RUNNING")
+    trainable = _tuner_parts(spec, state["tracking_uri"], state["experiment_id"], state["parent_run_id"], state["sweep_id"])
+    tuner = tune.Tuner.restore(state["state_dir"], trainable=trainable, resume_unfinished=True, resume_errored=errored)
+    results = tuner.fit()
+    summary = _finish(client, state["parent_run_id"], results, state["sweep_id"], state["trials"])
+    return summary | {"tracking_uri": state["tracking_uri"], "parent_run_id": state["parent_run_id"], "resumed": True}
+
+
+def sweep_status(sweep: str) -> dict:
+    """Counts of the sweep's child runs by status, and the best trial so far (from MLflow)."""
+    state = load_state(sweep)
+    client, exp_id = _open_tracking(state["tracking_uri"], state["experiment"])
+    runs = client.search_runs([state["experiment_id"]], filter_string=f"tags.`mlflow.parentRunId` = '{state['parent_run_id']}'",
+                              max_results=50_000)
+    counts: dict[str, int] = {}
+    best = None
+    for r in runs:
+        counts[r.info.status] = counts.get(r.info.status, 0) + 1
+        g = r.data.metrics.get("final_gap/meta")
+        if r.info.status == "FINISHED" and g is not None and (best is None or g < best["final_gap"]):
+            best = {"final_gap": g, "run_id": r.info.run_id, "run_name": r.info.run_name}
+    parent = client.get_run(state["parent_run_id"]).info.status
+    return {"sweep_id": state["sweep_id"], "trials": state["trials"], "runs": counts, "parent_status": parent,
+            "finished": counts.get("FINISHED", 0), "remaining": state["trials"] - counts.get("FINISHED", 0),
+            "best": best, "tracking_uri": state["tracking_uri"]}

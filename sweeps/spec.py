@@ -1,0 +1,338 @@
+"""Sweep specs: a YAML file, validated into a typed :class:`SweepSpec` before anything starts.
+
+A bad spec raises :class:`SpecError` naming the problem (the key path and the value); no Ray is
+started and no MLflow run is created. Example (``sweeps/specs/paper-fig2.yaml``)::
+
+    experiment: paper-fig2
+    algorithm: optimistic-mwu          # Algorithm 1 (zero-sum)
+    game: {family: paper-zero-sum}
+    methods: [individual, meta]
+    search_space:
+      eta: 0.02
+      K: 10
+      H: 10
+      sigma: 0.1
+      T: 1000
+      seed: {grid: [0, 1, 2, 3, 4]}
+      stage_reset: {grid: [true, false]}
+
+Search-space values are a constant or one of ``{grid: [...]}``, ``{choice: [...]}``,
+``{uniform: [lo, hi]}``, ``{loguniform: [lo, hi]}``, ``{randint: [lo, hi]}`` (hi exclusive), Ray
+Tune's primitives of the same names.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+__all__ = ["SpecError", "SweepSpec", "ParamSpec", "load_spec", "parse_spec", "PARAMS", "ALGORITHMS"]
+
+ALGORITHMS = ("optimistic-mwu",)
+FAMILIES = ("paper-zero-sum", "random-zero-sum")
+METHODS = ("individual", "meta")
+SEARCH_ALGORITHMS = ("variant", "optuna")
+DISTRIBUTIONS = ("grid", "choice", "uniform", "loguniform", "randint")
+#: Grids with more points than this need ``confirm_large_grid: true`` (or ``--yes``).
+GRID_LIMIT = 2000
+
+
+def _num(v):
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _int(v):
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+@dataclass(frozen=True)
+class _Param:
+    kind: str  # "float", "int", "bool", "str", "alpha"
+    check: Any  # predicate on one value
+    requirement: str  # words for the error message
+    default: Any = None
+    required: bool = False
+
+
+#: The sweepable parameters: the same names flow into Tune's param_space and MLflow params.
+PARAMS: dict[str, _Param] = {
+    "eta": _Param("float", lambda v: _num(v) and math.isfinite(v) and v > 0, "a number > 0", required=True),
+    "alpha": _Param("alpha", lambda v: v is None or (_num(v) and 0 < v < 0.5), "null (1/sqrt(K)) or a number in (0, 1/2)"),
+    "K": _Param("int", lambda v: _int(v) and 1 <= v <= 10_000, "an integer in [1, 10000]", required=True),
+    "H": _Param("int", lambda v: _int(v) and 1 <= v <= 1000, "an integer in [1, 1000]", required=True),
+    "sigma": _Param("float", lambda v: _num(v) and math.isfinite(v) and v >= 0, "a number >= 0", default=0.0),
+    "T": _Param("int", lambda v: _int(v) and 1 <= v <= 10_000_000, "an integer in [1, 1e7]", required=True),
+    "seed": _Param("int", lambda v: _int(v) and v >= 0, "an integer >= 0", default=0),
+    "stage_reset": _Param("bool", lambda v: isinstance(v, bool), "true or false", default=True),
+    "tie_break": _Param("str", lambda v: v in ("uniform", "first"), "'uniform' or 'first'", default="uniform"),
+}
+
+
+class SpecError(ValueError):
+    """A sweep spec is invalid; the message names the key and the problem."""
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """One search-space entry: ``kind`` is "const" or a distribution name; ``values`` its arguments."""
+
+    name: str
+    kind: str
+    values: tuple
+
+    @property
+    def grid_size(self) -> int:
+        return len(self.values) if self.kind == "grid" else 1
+
+    def to_tune(self):
+        from ray import tune
+
+        if self.kind == "const":
+            return self.values[0]
+        if self.kind == "grid":
+            return tune.grid_search(list(self.values))
+        if self.kind == "choice":
+            return tune.choice(list(self.values))
+        if self.kind == "uniform":
+            return tune.uniform(*self.values)
+        if self.kind == "loguniform":
+            return tune.loguniform(*self.values)
+        return tune.randint(*self.values)
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    """A validated sweep spec. Every field is documented in ``docs/sweep-spec.md``."""
+
+    experiment: str
+    algorithm: str
+    family: str
+    states: int
+    actions: tuple[int, int]
+    methods: tuple[str, ...]
+    params: dict[str, ParamSpec]
+    num_samples: int = 1
+    search: str = "variant"
+    cpus_per_trial: float = 1.0
+    max_concurrent_trials: int | None = None
+    max_failures: int = 2
+    eval_every: int | None = None
+    metric_history_points: int = 200
+    epsilon: float = 0.1
+    tracking_uri: str | None = None
+    ray_address: str | None = None
+    confirm_large_grid: bool = False
+    raw: dict = field(default_factory=dict, compare=False)
+
+    @property
+    def grid_size(self) -> int:
+        return math.prod(p.grid_size for p in self.params.values())
+
+    @property
+    def num_trials(self) -> int:
+        return self.grid_size * self.num_samples
+
+    def param_space(self) -> dict:
+        """Ray Tune param_space (the same names as the spec and as MLflow params)."""
+        return {name: p.to_tune() for name, p in self.params.items()}
+
+    def smoke(self) -> "SweepSpec":
+        """A seconds-sized version (``--smoke-test``): K <= 3, T <= 100, H <= 3, grids cut to 2 points, 1 sample."""
+        caps = {"K": 3, "T": 100, "H": 3}
+        params = {}
+        for name, p in self.params.items():
+            vals = p.values
+            if p.kind in ("grid", "choice"):
+                vals = tuple(dict.fromkeys(min(v, caps[name]) if name in caps else v for v in vals))[:2]
+            elif p.kind == "const" and name in caps:
+                vals = (min(vals[0], caps[name]),)
+            elif p.kind in ("uniform", "loguniform", "randint") and name in caps:
+                vals = (min(vals[0], caps[name] - 1), min(vals[1], caps[name]))
+            params[name] = ParamSpec(name, p.kind, tuple(vals))
+        from dataclasses import replace
+
+        return replace(self, experiment=self.experiment + "-smoke", params=params, num_samples=1)
+
+
+def _err(path: str, msg: str) -> SpecError:
+    return SpecError(f"{path}: {msg}")
+
+
+def _check_keys(obj, allowed, path):
+    if not isinstance(obj, dict):
+        raise _err(path, f"must be a mapping, got {type(obj).__name__}")
+    unknown = sorted(set(obj) - set(allowed), key=str)
+    if unknown:
+        raise _err(path, f"unknown key '{unknown[0]}' (allowed: {', '.join(allowed)})")
+
+
+def _parse_param(name: str, raw) -> ParamSpec:
+    p = PARAMS[name]
+    path = f"search_space.{name}"
+    if isinstance(raw, dict):
+        if len(raw) != 1:
+            raise _err(path, f"a distribution is a mapping with exactly one of {', '.join(DISTRIBUTIONS)}")
+        kind, args = next(iter(raw.items()))
+        if kind not in DISTRIBUTIONS:
+            raise _err(path, f"unknown distribution '{kind}' (choose from {', '.join(DISTRIBUTIONS)})")
+        if not isinstance(args, list) or not args:
+            raise _err(path, f"{kind} needs a non-empty list, got {args!r}")
+        if kind in ("grid", "choice"):
+            for v in args:
+                if not p.check(v):
+                    raise _err(path, f"value {v!r} in {kind} must be {p.requirement}")
+            if len(set(map(repr, args))) != len(args):
+                raise _err(path, f"{kind} has repeated values: {args}")
+            return ParamSpec(name, kind, tuple(args))
+        applies = ("int",) if kind == "randint" else ("float", "alpha")
+        if p.kind not in applies:
+            raise _err(path, f"{kind} does not apply to {name} (a {p.kind} parameter); use grid or choice")
+        if len(args) != 2 or not all(_num(v) for v in args) or not args[0] < args[1]:
+            raise _err(path, f"{kind} needs [lo, hi] with lo < hi, got {args!r}")
+        lo, hi = args
+        if kind == "randint" and not (_int(lo) and _int(hi)):
+            raise _err(path, f"randint needs integers, got {args!r}")
+        # hi is exclusive for randint and (in practice) never drawn for alpha's open interval
+        top_ok = p.check(hi - 1) if kind == "randint" else (hi <= 0.5 if p.kind == "alpha" else p.check(hi))
+        if not (p.check(lo) and top_ok):
+            raise _err(path, f"{kind} range [{lo}, {hi}] must stay within {p.requirement}")
+        return ParamSpec(name, kind, (lo, hi))
+    if not p.check(raw):
+        raise _err(path, f"must be {p.requirement}, got {raw!r}")
+    return ParamSpec(name, "const", (raw,))
+
+
+def parse_spec(raw: dict, source: str = "spec") -> SweepSpec:
+    """Validate a parsed YAML mapping into a :class:`SweepSpec` (errors name ``source`` and the key)."""
+    try:
+        return _parse(raw)
+    except SpecError as exc:
+        raise SpecError(f"{source}: {exc}") from None
+
+
+def _parse(raw) -> SweepSpec:
+    top = ("experiment", "algorithm", "game", "methods", "search_space", "num_samples", "search", "resources",
+           "max_concurrent_trials", "max_failures", "eval_every", "tracking", "ray_address", "confirm_large_grid", "epsilon")
+    if raw is None:
+        raise _err("spec", "the file is empty")
+    _check_keys(raw, top, "spec")
+    exp = raw.get("experiment")
+    if not isinstance(exp, str) or not exp.strip() or len(exp) > 200 or any(c in exp for c in "/\\\n"):
+        raise _err("experiment", f"must be a non-empty name without slashes, got {exp!r}")
+    algorithm = raw.get("algorithm", "optimistic-mwu")
+    if algorithm not in ALGORITHMS:
+        raise _err("algorithm", f"unknown algorithm {algorithm!r} (choose from {', '.join(ALGORITHMS)})")
+
+    game = raw.get("game", {"family": "paper-zero-sum"})
+    _check_keys(game, ("family", "states", "actions"), "game")
+    family = game.get("family")
+    if family not in FAMILIES:
+        raise _err("game.family", f"unknown family {family!r} (choose from {', '.join(FAMILIES)})")
+    states = game.get("states", 2)
+    if not _int(states) or not 1 <= states <= 100_000:
+        raise _err("game.states", f"must be an integer in [1, 100000], got {states!r}")
+    actions = game.get("actions", [2, 2])
+    if not (isinstance(actions, list) and len(actions) == 2 and all(_int(a) and 1 <= a <= 1000 for a in actions)):
+        raise _err("game.actions", f"must be [A, B] with integers in [1, 1000], got {actions!r}")
+    if family == "paper-zero-sum" and ("states" in game or "actions" in game):
+        raise _err("game", "states and actions are fixed by the paper-zero-sum family (S=2, A=B=2)")
+
+    methods = raw.get("methods", list(METHODS))
+    if not isinstance(methods, list) or not methods or any(m not in METHODS for m in methods) or len(set(methods)) != len(methods):
+        raise _err("methods", f"must be a non-empty list of distinct entries from {list(METHODS)}, got {methods!r}")
+
+    space = raw.get("search_space")
+    if space is None or space == {}:
+        raise _err("search_space", "is empty: give at least eta, K, H and T")
+    _check_keys(space, tuple(PARAMS), "search_space")
+    params = {}
+    for name, p in PARAMS.items():
+        if name in space:
+            params[name] = _parse_param(name, space[name])
+        elif p.required:
+            raise _err(f"search_space.{name}", "is required")
+        else:
+            params[name] = ParamSpec(name, "const", (p.default,))
+
+    num_samples = raw.get("num_samples", 1)
+    if not _int(num_samples) or not 1 <= num_samples <= 100_000:
+        raise _err("num_samples", f"must be an integer in [1, 100000], got {num_samples!r}")
+    search = raw.get("search", "variant")
+    if search not in SEARCH_ALGORITHMS:
+        raise _err("search", f"must be one of {', '.join(SEARCH_ALGORITHMS)}, got {search!r}")
+    if search == "optuna":
+        try:
+            import optuna  # noqa: F401
+        except ImportError:
+            raise _err("search", "optuna is not installed: pip install 'metasweep[optuna]'") from None
+
+    resources = raw.get("resources", {})
+    _check_keys(resources, ("cpus",), "resources")
+    cpus = resources.get("cpus", 1)
+    if not _num(cpus) or not 0 < cpus <= 1024:
+        raise _err("resources.cpus", f"must be a number in (0, 1024], got {cpus!r}")
+    mct = raw.get("max_concurrent_trials")
+    if mct is not None and (not _int(mct) or mct < 1):
+        raise _err("max_concurrent_trials", f"must be null or an integer >= 1, got {mct!r}")
+    mf = raw.get("max_failures", 2)
+    if not _int(mf) or not 0 <= mf <= 100:
+        raise _err("max_failures", f"must be an integer in [0, 100], got {mf!r}")
+    ev = raw.get("eval_every")
+    if ev is not None and (not _int(ev) or ev < 1):
+        raise _err("eval_every", f"must be null (every iteration) or an integer >= 1, got {ev!r}")
+    eps = raw.get("epsilon", 0.1)
+    if not _num(eps) or not eps > 0:
+        raise _err("epsilon", f"must be a number > 0 (the gap level of iterations-to-epsilon), got {eps!r}")
+
+    tracking = raw.get("tracking", {})
+    _check_keys(tracking, ("uri", "metric_history_points"), "tracking")
+    uri = tracking.get("uri")
+    if uri is not None:
+        _check_tracking_uri(uri)
+    mhp = tracking.get("metric_history_points", 200)
+    if not _int(mhp) or not 2 <= mhp <= 1_000_000:
+        raise _err("tracking.metric_history_points", f"must be an integer in [2, 1e6], got {mhp!r}")
+    address = raw.get("ray_address")
+    if address is not None and (not isinstance(address, str) or not address):
+        raise _err("ray_address", f"must be null, 'auto', 'host:port' or 'ray://host:port', got {address!r}")
+    confirm = raw.get("confirm_large_grid", False)
+    if not isinstance(confirm, bool):
+        raise _err("confirm_large_grid", f"must be true or false, got {confirm!r}")
+
+    spec = SweepSpec(
+        experiment=exp, algorithm=algorithm, family=family, states=states, actions=tuple(actions),
+        methods=tuple(methods), params=params, num_samples=num_samples, search=search, cpus_per_trial=float(cpus),
+        max_concurrent_trials=mct, max_failures=mf, eval_every=ev, metric_history_points=mhp, epsilon=float(eps),
+        tracking_uri=uri, ray_address=address, confirm_large_grid=confirm, raw=raw,
+    )
+    if spec.num_trials > GRID_LIMIT and not confirm:
+        raise _err("search_space", f"{spec.num_trials} trials exceed the limit of {GRID_LIMIT}; "
+                   "set confirm_large_grid: true (or pass --yes) to run them")
+    return spec
+
+
+def _check_tracking_uri(uri) -> None:
+    if not isinstance(uri, str) or not uri:
+        raise _err("tracking.uri", f"must be a string, got {uri!r}")
+    schemes = ("http://", "https://", "sqlite:///", "postgresql://", "postgresql+psycopg://", "file://", "databricks")
+    if "://" in uri and not uri.startswith(schemes):
+        raise _err("tracking.uri", f"unsupported scheme in {uri!r} (use http(s)://, sqlite:///, postgresql:// or a path)")
+
+
+def load_spec(path) -> SweepSpec:
+    """Read a YAML spec (safe loader) and validate it."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise SpecError(f"spec file not found: {path}")
+    try:
+        with open(path) as fh:
+            raw = yaml.safe_load(fh)
+    except yaml.YAMLError as exc:
+        raise SpecError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    except UnicodeDecodeError:
+        raise SpecError(f"{path}: not a text file") from None
+    return parse_spec(raw, path)

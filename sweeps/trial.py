@@ -1,0 +1,166 @@
+"""One sweep trial: one config -> K seeded games -> individual and meta learning -> summary.
+
+Individual learning is K independent runs of Algorithm 1 from uniform policies; when the trial owns
+more than one CPU (``resources.cpus`` >= 2, a placement group of that many 1-CPU bundles) they run
+as Ray tasks in the trial's spare bundles, batched so that each task carries several games, while
+the trial itself runs the meta chain (sequential by nature, Eq. 5). With one CPU both run in the
+trial's process. Games come from ``SeedSequence(seed)`` (:func:`solvers.generators.game_family`), so a
+result never depends on which worker or node ran it.
+
+Summary scalars (MLflow metric names, contract): for each method m in {individual, meta}:
+``final_gap/m``, ``final_value/m``, ``auc/m`` (mean of the K-averaged gap over the evaluated
+iterations), ``iters_to_eps/m`` (first evaluated iteration with K-averaged gap <= epsilon; absent if
+never reached), ``similarity/delta/m`` (Delta_{mu,nu}), ``similarity/delta_smoothed/m``,
+``bound/theorem1_mean/m``, ``bound/theorem1_ratio/m`` (mean over games of gap_k / bound_k);
+``bound/theorem2``, ``bound/theorem2_paper``, ``bound/theorem2_ratio`` (K-averaged meta gap /
+bound), ``conditions/theorem1``, ``conditions/theorem2`` (1.0 if the theorem's conditions hold),
+``speedup/final_gap`` (individual / meta) and ``speedup/auc``; timings ``time/kernel_s``,
+``time/trial_s``, ``time/tracking_s``, ``time/individual_tasks``; ``num_stages``, ``alpha_used``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from solvers import algorithm1
+from solvers.bounds import theorem2_bound
+from solvers.generators import game_family
+from solvers.meta import GameRun, default_alpha, meta_initialization, similarity, solve_with_bound
+from tracking.curves import concat_curves, curve_table
+
+__all__ = ["TrialSettings", "TrialOutput", "run_trial", "solve_individual_batch", "CONFIG_KEYS"]
+
+CONFIG_KEYS = ("eta", "alpha", "K", "H", "sigma", "T", "seed", "stage_reset", "tie_break")
+#: Minimum estimated kernel work per Ray task (seconds): smaller work is batched.
+TASK_WORK_S = 0.05
+#: Measured cost of Algorithm 1 per cell-iteration (H*S cells), used only to size task batches.
+SECONDS_PER_CELL_ITER = 1.0e-7
+
+
+@dataclass(frozen=True)
+class TrialSettings:
+    """What every trial of a sweep shares (from the spec): passed to the trainable once."""
+
+    family: str
+    states: int
+    actions: tuple[int, int]
+    methods: tuple[str, ...]
+    eval_every: int | None
+    epsilon: float
+    cpus_per_trial: float
+
+
+@dataclass
+class TrialOutput:
+    scalars: dict
+    histories: dict  # key -> (iterations, K-averaged values)
+    curves: object  # pyarrow.Table of per-game curves
+    num_tasks: int
+
+
+def _options(config: dict, settings: TrialSettings) -> dict:
+    return dict(stage_reset=bool(config["stage_reset"]), tie_break=config["tie_break"], eval_every=settings.eval_every)
+
+
+def solve_individual_batch(games, T, eta, options) -> list[GameRun]:
+    """Algorithm 1 from uniform policies on each game (one Ray task's work)."""
+    return [solve_with_bound(g, T, eta, **options) for g in games]
+
+
+def _meta_chain(games, T, eta, alpha, options) -> list[GameRun]:
+    runs: list[GameRun] = []
+    for k, g in enumerate(games):
+        mu0 = nu0 = None
+        if k > 0:
+            mu0 = meta_initialization([r.result.mu_dagger for r in runs], alpha)
+            nu0 = meta_initialization([r.result.nu_dagger for r in runs], alpha)
+        runs.append(solve_with_bound(g, T, eta, mu0, nu0, **options))
+    return runs
+
+
+def _batches(K: int, H: int, S: int, T: int, workers: int) -> int:
+    """Number of Ray tasks for K individual games: at most ``workers``, each with >= TASK_WORK_S of work."""
+    per_game = H * S * T * SECONDS_PER_CELL_ITER
+    return max(1, min(workers, K, int(K * per_game / TASK_WORK_S)))
+
+
+def run_trial(config: dict, settings: TrialSettings) -> TrialOutput:
+    """Run one config (module docstring). ``config`` holds :data:`CONFIG_KEYS`."""
+    t0 = time.perf_counter()
+    K, H, T, eta = int(config["K"]), int(config["H"]), int(config["T"]), float(config["eta"])
+    alpha = default_alpha(K) if config.get("alpha") is None else float(config["alpha"])
+    games = game_family(settings.family, K, float(config["sigma"]), H, int(config["seed"]), settings.states, settings.actions)
+    options = _options(config, settings)
+    runs: dict[str, list[GameRun]] = {}
+    pending, num_tasks = [], 0
+    spare = int(settings.cpus_per_trial) - 1
+    if "individual" in settings.methods:
+        n_tasks = _batches(K, H, games[0].num_states, T, spare) if spare >= 1 else 0
+        if n_tasks >= 1:
+            import ray
+
+            remote = ray.remote(num_cpus=1)(solve_individual_batch)
+            parts = np.array_split(np.arange(K), n_tasks)
+            pending = [remote.remote([games[i] for i in part], T, eta, options) for part in parts]
+            num_tasks = len(pending)
+    if "meta" in settings.methods:
+        runs["meta"] = _meta_chain(games, T, eta, alpha, options)
+    if "individual" in settings.methods:
+        if pending:
+            import ray
+
+            runs["individual"] = [r for part in ray.get(pending) for r in part]
+        else:
+            runs["individual"] = solve_individual_batch(games, T, eta, options)
+    kernel_s = sum(r.result.kernel_seconds for rs in runs.values() for r in rs)
+    out = summarize(runs, config, settings, alpha)
+    out.scalars["time/kernel_s"] = kernel_s
+    out.scalars["time/trial_s"] = time.perf_counter() - t0
+    out.num_tasks = num_tasks
+    return out
+
+
+def summarize(runs: dict[str, list[GameRun]], config: dict, settings: TrialSettings, alpha: float) -> TrialOutput:
+    K, H, T, eta = int(config["K"]), int(config["H"]), int(config["T"]), float(config["eta"])
+    scalars, histories, tables = {}, {}, []
+    first = next(iter(runs.values()))[0].result
+    its = first.iterations
+    A, B = first.mu_bar.shape[-1], first.nu_bar.shape[-1]
+    scalars["num_stages"] = first.num_stages
+    scalars["alpha_used"] = alpha  # the spec's alpha: null means 1/sqrt(K), capped at 0.45
+    for method, rs in runs.items():
+        gap = np.mean([r.result.gap for r in rs], axis=0)
+        value = np.mean([r.result.value for r in rs], axis=0)
+        histories[f"gap/{method}"] = (its, gap)
+        histories[f"value/{method}"] = (its, value)
+        scalars[f"final_gap/{method}"] = gap[-1]
+        scalars[f"final_value/{method}"] = value[-1]
+        scalars[f"auc/{method}"] = float(np.mean(gap))
+        hit = np.nonzero(gap <= settings.epsilon)[0]
+        if hit.size:
+            scalars[f"iters_to_eps/{method}"] = float(its[hit[0]])
+        mu_d = [r.result.mu_dagger for r in rs]
+        nu_d = [r.result.nu_dagger for r in rs]
+        delta = similarity(mu_d, nu_d)
+        scalars[f"similarity/delta/{method}"] = delta
+        scalars[f"similarity/delta_smoothed/{method}"] = similarity(mu_d, nu_d, alpha)
+        scalars[f"bound/theorem1_mean/{method}"] = float(np.mean([r.bound.kl_form for r in rs]))
+        scalars[f"bound/theorem1_ratio/{method}"] = float(np.mean([r.result.gap[-1] / r.bound.kl_form for r in rs]))
+        scalars["conditions/theorem1"] = float(all(r.bound.conditions_hold for r in rs))
+        if method == "meta":
+            t2 = theorem2_bound(H, T, eta, K, A, B, alpha, first.num_stages, delta, bool(config["stage_reset"]))
+            scalars["bound/theorem2"] = t2.intermediate
+            scalars["bound/theorem2_paper"] = t2.paper
+            scalars["bound/theorem2_ratio"] = gap[-1] / t2.intermediate
+            scalars["conditions/theorem2"] = float(t2.conditions_hold)
+        for k, r in enumerate(rs):
+            tables.append(curve_table(method, k, r.result))
+    if "individual" in runs and "meta" in runs:
+        fi, fm = scalars["final_gap/individual"], scalars["final_gap/meta"]
+        scalars["speedup/final_gap"] = fi / fm if fm > 0 else math.inf
+        scalars["speedup/auc"] = scalars["auc/individual"] / scalars["auc/meta"] if scalars["auc/meta"] > 0 else math.inf
+    return TrialOutput(scalars, histories, concat_curves(tables), 0)

@@ -1,0 +1,172 @@
+"""MLflow records of a sweep: one parent run per sweep, one child run per trial.
+
+Names users and our checks rely on (contract):
+
+* parent run tags: ``metasweep.sweep_id``, ``metasweep.role`` = "sweep", ``metasweep.git_commit``,
+  ``metasweep.versions`` (JSON of package versions), ``metasweep.cluster_cpus``, ``metasweep.cluster_nodes``;
+  artifact ``spec.yaml``.
+* child run tags: ``mlflow.parentRunId``, ``metasweep.sweep_id``, ``metasweep.trial_id``,
+  ``metasweep.role`` = "trial"; run name from the config.
+* child params: the trial's config with the spec's names (``eta``, ``alpha``, ``K``, ``H``, ``sigma``,
+  ``T``, ``seed``, ``stage_reset``, ``tie_break``) plus ``algorithm``, ``family``, ``methods``.
+* child step metrics (K-averaged, step = iteration): ``gap/individual``, ``gap/meta``,
+  ``value/individual``, ``value/meta``.
+* child scalar metrics: see :func:`sweeps.trial.summarize`.
+* child artifact ``curves.parquet``: per-game curves (columns of :mod:`tracking.curves`).
+
+Idempotence: a retried or resumed trial finds its child run by ``metasweep.trial_id`` under its
+parent and updates it; every run ends FINISHED or FAILED.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+import time
+
+import numpy as np
+
+__all__ = [
+    "history_steps",
+    "client_for",
+    "ensure_experiment",
+    "start_parent_run",
+    "find_or_create_child",
+    "log_trial",
+    "MAX_BATCH",
+]
+
+#: MLflow's log_batch limit on metrics per call.
+MAX_BATCH = 1000
+TAG_SWEEP = "metasweep.sweep_id"
+TAG_TRIAL = "metasweep.trial_id"
+TAG_ROLE = "metasweep.role"
+
+
+def history_steps(iterations: np.ndarray, max_points: int) -> np.ndarray:
+    """Indices into ``iterations`` to log as metric history.
+
+    Every evaluated iteration while there are at most ``max_points`` of them; beyond that about
+    ``max_points`` log-spaced ones, always including the first and the last.
+    """
+    n = len(iterations)
+    if n <= max_points:
+        return np.arange(n)
+    idx = np.unique(np.round(np.geomspace(1, n, max_points)).astype(np.int64) - 1)
+    if idx[0] != 0:
+        idx = np.r_[0, idx]
+    if idx[-1] != n - 1:
+        idx = np.r_[idx, n - 1]
+    return idx
+
+
+def client_for(uri: str):
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=uri)
+
+
+def ensure_experiment(client, name: str, artifact_location: str | None = None) -> str:
+    exp = client.get_experiment_by_name(name)
+    if exp is not None:
+        if exp.lifecycle_stage == "deleted":
+            client.restore_experiment(exp.experiment_id)
+        return exp.experiment_id
+    return client.create_experiment(name, artifact_location=artifact_location)
+
+
+def start_parent_run(client, experiment_id: str, sweep_id: str, spec_text: str, tags: dict) -> str:
+    """Create the sweep's parent run (or return the existing one for ``sweep_id``)."""
+    existing = client.search_runs(
+        [experiment_id], filter_string=f"tags.`{TAG_SWEEP}` = '{sweep_id}' and tags.`{TAG_ROLE}` = 'sweep'", max_results=1
+    )
+    if existing:
+        run_id = existing[0].info.run_id
+        if existing[0].info.status != "RUNNING":
+            client.update_run(run_id, status="RUNNING")
+        return run_id
+    run = client.create_run(experiment_id, run_name=sweep_id, tags={TAG_SWEEP: sweep_id, TAG_ROLE: "sweep", **tags})
+    with tempfile.TemporaryDirectory() as d:
+        p = os.path.join(d, "spec.yaml")
+        with open(p, "w") as fh:
+            fh.write(spec_text)
+        client.log_artifact(run.info.run_id, p)
+    return run.info.run_id
+
+
+def find_or_create_child(client, experiment_id: str, parent_id: str, sweep_id: str, trial_id: str, run_name: str) -> str:
+    """The child run of ``trial_id`` under ``parent_id``: found by tag (a retry or resume), else created."""
+    found = client.search_runs(
+        [experiment_id],
+        filter_string=f"tags.`{TAG_TRIAL}` = '{trial_id}' and tags.`mlflow.parentRunId` = '{parent_id}'",
+        max_results=5,
+    )
+    if found:
+        run_id = found[0].info.run_id
+        client.update_run(run_id, status="RUNNING")
+        return run_id
+    run = client.create_run(
+        experiment_id,
+        run_name=run_name,
+        tags={"mlflow.parentRunId": parent_id, TAG_SWEEP: sweep_id, TAG_TRIAL: trial_id, TAG_ROLE: "trial"},
+    )
+    return run.info.run_id
+
+
+def _finite(x) -> float | None:
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+def log_trial(client, run_id: str, params: dict, scalars: dict, histories: dict, curves_table, sentinel: str) -> float:
+    """Log one trial's results to its child run and mark it FINISHED; returns the seconds spent.
+
+    ``histories``: metric key -> (steps, values). Metrics go in batches of at most 1000 (one batch,
+    hence one transaction, for the default history size), with the scalar ``sentinel`` in the last
+    batch: a retry that finds the sentinel already logged skips the metrics, so no point is logged
+    twice. Params are logged once (MLflow refuses changed params). Non-finite scalars are skipped
+    (MLflow cannot store them); the artifact is overwritten in place.
+    """
+    from mlflow.entities import Metric, Param
+
+    t0 = time.perf_counter()
+    now = int(time.time() * 1000)
+    run = client.get_run(run_id)
+    if sentinel not in run.data.metrics:
+        new_params = [Param(k, str(v)) for k, v in params.items() if k not in run.data.params]
+        metrics = []
+        for key, (steps, values) in histories.items():
+            metrics.extend(Metric(key, float(v), now, int(s)) for s, v in zip(steps, values) if math.isfinite(v))
+        last = None
+        for key, v in scalars.items():
+            f = _finite(v)
+            if f is None:
+                continue
+            m = Metric(key, f, now, 0)
+            if key == sentinel:
+                last = m
+            else:
+                metrics.append(m)
+        if last is None:
+            raise ValueError(f"sentinel metric {sentinel!r} must be a finite scalar")
+        metrics.append(last)
+        first = MAX_BATCH - len(new_params)  # MLflow's limit counts params and metrics together
+        client.log_batch(run_id, metrics=metrics[:first], params=new_params)
+        for i in range(first, len(metrics), MAX_BATCH):
+            client.log_batch(run_id, metrics=metrics[i : i + MAX_BATCH])
+    if curves_table is not None:
+        import pyarrow.parquet as pq
+
+        with tempfile.TemporaryDirectory() as d:
+            p = os.path.join(d, "curves.parquet")
+            pq.write_table(curves_table, p)
+            client.log_artifact(run_id, p)
+    client.set_terminated(run_id, status="FINISHED")
+    return time.perf_counter() - t0
+
+
+def json_tag(obj) -> str:
+    return json.dumps(obj, sort_keys=True, default=str)

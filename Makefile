@@ -4,9 +4,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
-OUT ?= runs/fig2
+SPEC ?= sweeps/specs/paper-fig2.yaml
 
-.PHONY: run test bench clean
+.PHONY: run test bench ui fig2 clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,9 +14,18 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[test]"
 	touch $(STAMP)
 
-## run: the paper's Figure 2 experiment (F.1 games, individual vs meta), result table on stdout
+## run: the Figure 2 sweep on a local Ray, tracked in runs/mlflow (SQLite + artifacts)
 run: $(STAMP)
-	$(BIN)/metasweep fig2 --out $(OUT)
+	$(BIN)/metasweep run $(SPEC)
+	@echo "Open the MLflow UI: make ui   (or .venv/bin/metasweep ui)"
+
+## ui: the MLflow UI for runs/mlflow on http://127.0.0.1:5000
+ui: $(STAMP)
+	$(BIN)/metasweep ui
+
+## fig2: the Figure 2 experiment without Ray or MLflow: table, curves and figure in runs/fig2
+fig2: $(STAMP)
+	$(BIN)/metasweep fig2 --out runs/fig2
 
 ## test: the whole test suite
 test: $(STAMP)

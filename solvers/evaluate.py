@@ -19,6 +19,7 @@ import numpy as np
 from numba import njit
 from scipy.optimize import linprog
 
+from ._blas import single_threaded_blas
 from .games import ZeroSumGame, validate_policy
 
 __all__ = ["PolicyEvaluation", "evaluate_policy", "NashSolution", "nash_equilibrium", "solve_matrix_game"]
@@ -115,18 +116,19 @@ def evaluate_policy(game: ZeroSumGame, mu, nu) -> PolicyEvaluation:
     mu, nu = validate_policy(mu, nu, game)
     H, S, A, B = game.shape
     out = np.empty((1, 3))
-    _evaluate_block(
-        game.rewards,
-        game.transitions.reshape(H, S * A * B, S),
-        game.initial_state,
-        mu[None],
-        nu[None],
-        1,
-        np.zeros((S, 3)),
-        np.zeros((S, 3)),
-        np.empty((S * A * B, 3)),
-        out,
-    )
+    with single_threaded_blas():
+        _evaluate_block(
+            game.rewards,
+            game.transitions.reshape(H, S * A * B, S),
+            game.initial_state,
+            mu[None],
+            nu[None],
+            1,
+            np.zeros((S, 3)),
+            np.zeros((S, 3)),
+            np.empty((S * A * B, 3)),
+            out,
+        )
     return PolicyEvaluation(float(out[0, 0]), float(out[0, 1]), float(out[0, 2]))
 
 

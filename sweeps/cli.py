@@ -178,6 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
     resume.add_argument("sweep", help="sweep id (runs/sweeps/SWEEP_ID) or its folder")
     resume.add_argument("--errored", action="store_true", help="also rerun trials that ended in an error")
     resume.add_argument("--address", help="Ray address (default: the sweep's, RAY_ADDRESS or local)")
+    resume.add_argument("--num-cpus", type=_positive_int, help="CPUs of the embedded local Ray (default: all)")
 
     status = sub.add_parser("status", help="trials finished, remaining and the best so far (from MLflow)")
     status.add_argument("sweep", help="sweep id or its folder")
@@ -315,27 +316,40 @@ def cmd_meta(args) -> dict:
 
 
 def cmd_run(args) -> dict:
-    from .service import run_sweep
-    from .spec import load_spec
+    from dataclasses import replace
 
-    spec = load_spec(args.spec)  # a bad spec stops here: no Ray, no run
+    from .service import run_sweep
+    from .spec import check_grid_limit, load_spec
+
+    spec = load_spec(args.spec, enforce_limit=False)  # a bad spec stops here: no Ray, no run
     if args.smoke_test:
         spec = spec.smoke()
-    if args.yes and not spec.confirm_large_grid:
-        from dataclasses import replace
-
+    if args.yes:
         spec = replace(spec, confirm_large_grid=True)
+    try:
+        check_grid_limit(spec)
+    except ValueError as exc:
+        raise UsageError(f"{args.spec}: {exc}") from None
     with open(args.spec) as fh:
         text = fh.read()
-    summary = run_sweep(spec, text, address=args.address, tracking_uri=args.tracking_uri, num_cpus=args.num_cpus)
+    summary = run_sweep(spec, text, address=args.address, tracking_uri=args.tracking_uri, num_cpus=args.num_cpus,
+                        smoke=args.smoke_test)
+    return _sweep_result(summary)
+
+
+def _sweep_result(summary: dict):
+    """A sweep's summary, and exit status 130 when it was interrupted (resume finishes it)."""
+    if summary.get("status") == "interrupted":
+        log.warning("interrupted: continue with `metasweep resume %s`", summary["sweep_id"])
+        return summary, 130
     log.info("open the MLflow UI with: metasweep ui --tracking-uri %s", summary["tracking_uri"])
-    return summary
+    return summary, (0 if summary.get("status") == "finished" else 1)
 
 
 def cmd_resume(args) -> dict:
     from .service import resume_sweep
 
-    return resume_sweep(args.sweep, errored=args.errored, address=args.address)
+    return _sweep_result(resume_sweep(args.sweep, errored=args.errored, address=args.address, num_cpus=args.num_cpus))
 
 
 def cmd_status(args) -> dict:
@@ -377,13 +391,17 @@ def main(argv: list[str] | None = None) -> int:
     from .service import SweepError
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")  # stdout holds only our JSON
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     try:
         args = build_parser().parse_args(argv)
         if args.verbose:
             logging.getLogger().setLevel(logging.DEBUG)
         handler = cmd_game_make if args.command == "game" else COMMANDS[args.command]
-        emit(handler(args))
-        return 0
+        result = handler(args)
+        summary, code = result if isinstance(result, tuple) else (result, 0)
+        emit(summary)
+        return code
     except UsageError as exc:
         print(f"metasweep: error: {exc}", file=sys.stderr)
         return 2

@@ -73,21 +73,21 @@ def _versions() -> dict:
 # ----------------------------------------------------------------------------- tracking set-up
 
 
-def _open_tracking(uri: str, experiment: str):
-    """Client and experiment id; fails with one clear line when the store cannot be reached."""
-    from tracking.mlflow_runs import client_for, ensure_experiment
+def _open_tracking(uri: str):
+    """A client for ``uri`` after a read-only round trip: one clear line when the store cannot be reached."""
+    from tracking.mlflow_runs import client_for
 
     if uri.startswith("sqlite:///"):
         os.makedirs(os.path.dirname(uri[len("sqlite:///"):]), exist_ok=True)
-    client = client_for(uri)
     if uri.startswith(("http://", "https://")):
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
+    client = client_for(uri)
     try:
-        exp_id = ensure_experiment(client, experiment, _artifact_root(uri))
-    except Exception as exc:  # any failure to reach or create the store is the user's configuration
+        client.search_experiments(max_results=1)
+    except Exception as exc:  # any failure to reach the store is the user's configuration
         raise SweepError(f"cannot use MLflow tracking URI {uri!r}: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}") from None
-    return client, exp_id
+    return client
 
 
 def _init_ray(address: str | None, num_cpus: int | None = None):
@@ -96,6 +96,9 @@ def _init_ray(address: str | None, num_cpus: int | None = None):
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # see ../shared/design/STACK.md: set it in every process
     os.environ.setdefault("RAY_DEDUP_LOGS", "1")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the legacy reporter honours verbose=0: our progress line only
+    # the stdout of trials is forwarded to the driver's: MLflow must not print run URLs there
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+    logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)  # result.json noise on resume
     kwargs = dict(include_dashboard=False, log_to_driver=True, configure_logging=True, logging_level=logging.WARNING)
     try:
         if address:
@@ -116,14 +119,20 @@ def _make_trainable(settings: TrialSettings, uri: str, exp_id: str, parent_id: s
     def trainable(config):
         from ray import tune
 
-        from tracking.mlflow_runs import client_for, find_or_create_child, history_steps, log_trial
+        from tracking.mlflow_runs import client_for, find_child, find_or_create_child, history_steps, log_trial
 
         trial_id = tune.get_context().get_trial_id()
-        out = run_trial(config, settings)
         client = client_for(uri)
+        done = find_child(client, exp_id, parent_id, trial_id)
+        if done is not None and done.info.status == "FINISHED" and "time/trial_s" in done.data.metrics:
+            # finished before a driver crash: report it again instead of recomputing it
+            report = {k: done.data.metrics[k] for k in TUNE_METRICS if k in done.data.metrics}
+            tune.report(report | {"time/tracking_s": done.data.metrics.get("time/tracking_s", 0.0),
+                                  "mlflow_run_id": done.info.run_id, "reused": 1})
+            return
+        out = run_trial(config, settings)
         name = " ".join(f"{k}={config[k]:g}" if isinstance(config[k], float) else f"{k}={config[k]}"
                         for k in CONFIG_KEYS if config.get(k) is not None)
-        t0 = time.perf_counter()
         run_id = find_or_create_child(client, exp_id, parent_id, sweep_id, trial_id, name)
         params = {k: config[k] for k in CONFIG_KEYS} | {"algorithm": "optimistic-mwu", "family": settings.family,
                                                        "methods": ",".join(settings.methods)}
@@ -132,9 +141,7 @@ def _make_trainable(settings: TrialSettings, uri: str, exp_id: str, parent_id: s
             idx = history_steps(its, metric_points)
             hist[key] = (its[idx], vals[idx])
         out.scalars["time/individual_tasks"] = out.num_tasks
-        log_trial(client, run_id, params, out.scalars, hist, out.curves, sentinel="time/trial_s")
-        tracking_s = time.perf_counter() - t0
-        client.log_metric(run_id, "time/tracking_s", tracking_s)
+        tracking_s = log_trial(client, run_id, params, out.scalars, hist, out.curves, sentinel="time/trial_s")
         report = {k: float(out.scalars[k]) for k in TUNE_METRICS if k in out.scalars}
         report["time/tracking_s"] = tracking_s
         report["mlflow_run_id"] = run_id
@@ -220,7 +227,8 @@ def _finish(client, parent_id: str, results, sweep_id: str, total: int) -> dict:
     from mlflow.entities import Metric
 
     errors = [r for r in results if r.error is not None]
-    ok = [r for r in results if r.error is None and r.metrics]
+    ok = [r for r in results if r.error is None and r.metrics and "mlflow_run_id" in r.metrics]
+    complete = len(ok) + len(errors) == total
     best = None
     for r in ok:
         g = r.metrics.get("final_gap/meta", r.metrics.get("final_gap/individual"))
@@ -231,9 +239,10 @@ def _finish(client, parent_id: str, results, sweep_id: str, total: int) -> dict:
     if best:
         metrics.append(Metric("best/final_gap", float(best[0]), now, 0))
     client.log_batch(parent_id, metrics=metrics)
-    client.set_terminated(parent_id, status="FINISHED" if not errors and len(ok) == total else "FAILED")
+    client.set_terminated(parent_id, status="KILLED" if not complete else ("FINISHED" if not errors else "FAILED"))
     return {
         "sweep_id": sweep_id,
+        "status": "interrupted" if not complete else ("finished" if not errors else "failed"),
         "trials": total,
         "finished": len(ok),
         "failed": len(errors),
@@ -246,29 +255,33 @@ def _finish(client, parent_id: str, results, sweep_id: str, total: int) -> dict:
 
 
 def run_sweep(spec: SweepSpec, spec_text: str, address: str | None = None, tracking_uri: str | None = None,
-              num_cpus: int | None = None) -> dict:
+              num_cpus: int | None = None, smoke: bool = False) -> dict:
     """Run a validated spec to completion (module docstring); returns the sweep's summary."""
     from ray import tune
 
     uri = tracking_uri or spec.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri()
     address = address or spec.ray_address or os.environ.get("RAY_ADDRESS") or None
     sweep_id = f"{spec.experiment}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid() % 1000:03d}"
-    client, exp_id = _open_tracking(uri, spec.experiment)
+    client = _open_tracking(uri)
     ray = _init_ray(address, num_cpus)
     cluster = ray.cluster_resources()
-    from tracking.mlflow_runs import json_tag, start_parent_run
+    _check_resources(spec, cluster)
+    from tracking.mlflow_runs import ensure_experiment, json_tag, start_parent_run
 
+    exp_id = ensure_experiment(client, spec.experiment, _artifact_root(uri))
     parent_id = start_parent_run(client, exp_id, sweep_id, spec_text, {
         "metasweep.git_commit": _git_commit(),
         "metasweep.versions": json_tag(_versions()),
         "metasweep.cluster_cpus": str(cluster.get("CPU", 0)),
         "metasweep.cluster_nodes": str(len([n for n in ray.nodes() if n.get("Alive")])),
+        "metasweep.smoke_test": str(bool(smoke)),
     })
     total = spec.num_trials
     state_dir = _sweep_dir(sweep_id)
     os.makedirs(state_dir, exist_ok=True)
     state = {"sweep_id": sweep_id, "experiment": spec.experiment, "tracking_uri": uri, "experiment_id": exp_id,
-             "parent_run_id": parent_id, "trials": total, "address": address, "spec": spec_text}
+             "parent_run_id": parent_id, "trials": total, "address": address, "spec": spec_text,
+             "smoke_test": bool(smoke), "confirm_large_grid": spec.confirm_large_grid}
     with open(os.path.join(state_dir, "sweep.json"), "w") as fh:
         json.dump(state, fh, indent=2)
     log.info("sweep %s: %d trials on %s CPUs; MLflow %s (parent run %s)", sweep_id, total, cluster.get("CPU"), uri, parent_id)
@@ -277,20 +290,47 @@ def run_sweep(spec: SweepSpec, spec_text: str, address: str | None = None, track
         from ray.tune.search.optuna import OptunaSearch
 
         search_alg = OptunaSearch(metric="final_gap/meta", mode="min")
-    tuner = tune.Tuner(
-        _tuner_parts(spec, uri, exp_id, parent_id, sweep_id),
-        param_space=spec.param_space(),
-        tune_config=tune.TuneConfig(num_samples=spec.num_samples, max_concurrent_trials=spec.max_concurrent_trials,
-                                    reuse_actors=True, search_alg=search_alg),
-        run_config=_run_config(spec, sweep_id, total),
-    )
-    try:
+    with _parent_guard(client, parent_id, sweep_id):
+        tuner = tune.Tuner(
+            _tuner_parts(spec, uri, exp_id, parent_id, sweep_id),
+            param_space=spec.param_space(),
+            tune_config=tune.TuneConfig(num_samples=spec.num_samples, max_concurrent_trials=spec.max_concurrent_trials,
+                                        reuse_actors=True, search_alg=search_alg),
+            run_config=_run_config(spec, sweep_id, total),
+        )
         results = tuner.fit()
-    except KeyboardInterrupt:
-        raise SweepError(f"interrupted: continue with `metasweep resume {sweep_id}`") from None
-    summary = _finish(client, parent_id, results, sweep_id, total)
+        summary = _finish(client, parent_id, results, sweep_id, total)
     summary |= {"tracking_uri": uri, "parent_run_id": parent_id, "experiment_id": exp_id, "state_dir": state_dir}
     return summary
+
+
+def _check_resources(spec: SweepSpec, cluster: dict) -> None:
+    cpus = cluster.get("CPU", 0)
+    if spec.cpus_per_trial > cpus:
+        raise SweepError(f"resources.cpus = {spec.cpus_per_trial:g} exceeds the {cpus:g} CPUs of the Ray cluster: "
+                         "no trial could ever be scheduled (lower resources.cpus, or raise --num-cpus / add nodes)")
+
+
+class _parent_guard:
+    """The parent run is never left RUNNING: an exception or interrupt marks it KILLED or FAILED."""
+
+    def __init__(self, client, parent_id: str, sweep_id: str):
+        self.client, self.parent_id, self.sweep_id = client, parent_id, sweep_id
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is None:
+            return False
+        status = "KILLED" if issubclass(exc_type, KeyboardInterrupt) else "FAILED"
+        try:
+            self.client.set_terminated(self.parent_id, status=status)
+        except Exception:  # the store may be what failed; the original error matters more
+            log.warning("could not mark parent run %s %s", self.parent_id, status)
+        if issubclass(exc_type, KeyboardInterrupt):
+            raise SweepError(f"interrupted: continue with `metasweep resume {self.sweep_id}`") from None
+        return False
 
 
 def load_state(sweep: str) -> dict:
@@ -304,29 +344,40 @@ def load_state(sweep: str) -> dict:
     return state
 
 
-def resume_sweep(sweep: str, errored: bool = False, address: str | None = None) -> dict:
+def effective_spec(state: dict) -> SweepSpec:
+    """The spec a sweep actually ran: its stored text with the --smoke-test and --yes it ran with."""
+    from .spec import read_yaml
+
+    spec = parse_spec(read_yaml(state["spec"], "stored spec"), "stored spec", enforce_limit=False)
+    if state.get("smoke_test"):
+        spec = spec.smoke()
+    return spec
+
+
+def resume_sweep(sweep: str, errored: bool = False, address: str | None = None, num_cpus: int | None = None) -> dict:
     """Finish a sweep's unfinished trials (and its errored ones with ``errored``)."""
-    import yaml
     from ray import tune
 
     state = load_state(sweep)
-    spec = parse_spec(yaml.safe_load(state["spec"]), "stored spec")
+    spec = effective_spec(state)
     if not tune.Tuner.can_restore(state["state_dir"]):
         raise SweepError(f"sweep {state['sweep_id']} has no restorable Tune state in {state['state_dir']}")
-    client, exp_id = _open_tracking(state["tracking_uri"], spec.experiment)
-    _init_ray(address or state.get("address") or os.environ.get("RAY_ADDRESS"))
+    client = _open_tracking(state["tracking_uri"])
+    ray = _init_ray(address or state.get("address") or os.environ.get("RAY_ADDRESS"), num_cpus)
+    _check_resources(spec, ray.cluster_resources())
     client.update_run(state["parent_run_id"], status="RUNNING")
     trainable = _tuner_parts(spec, state["tracking_uri"], state["experiment_id"], state["parent_run_id"], state["sweep_id"])
-    tuner = tune.Tuner.restore(state["state_dir"], trainable=trainable, resume_unfinished=True, resume_errored=errored)
-    results = tuner.fit()
-    summary = _finish(client, state["parent_run_id"], results, state["sweep_id"], state["trials"])
+    with _parent_guard(client, state["parent_run_id"], state["sweep_id"]):
+        tuner = tune.Tuner.restore(state["state_dir"], trainable=trainable, resume_unfinished=True, resume_errored=errored)
+        results = tuner.fit()
+        summary = _finish(client, state["parent_run_id"], results, state["sweep_id"], state["trials"])
     return summary | {"tracking_uri": state["tracking_uri"], "parent_run_id": state["parent_run_id"], "resumed": True}
 
 
 def sweep_status(sweep: str) -> dict:
     """Counts of the sweep's child runs by status, and the best trial so far (from MLflow)."""
     state = load_state(sweep)
-    client, exp_id = _open_tracking(state["tracking_uri"], state["experiment"])
+    client = _open_tracking(state["tracking_uri"])
     runs = client.search_runs([state["experiment_id"]], filter_string=f"tags.`mlflow.parentRunId` = '{state['parent_run_id']}'",
                               max_results=50_000)
     counts: dict[str, int] = {}

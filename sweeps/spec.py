@@ -25,12 +25,15 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import yaml
+import yaml.constructor
 
-__all__ = ["SpecError", "SweepSpec", "ParamSpec", "load_spec", "parse_spec", "PARAMS", "ALGORITHMS"]
+__all__ = ["SpecError", "SweepSpec", "ParamSpec", "load_spec", "parse_spec", "check_grid_limit", "read_yaml", "PARAMS",
+           "ALGORITHMS"]
 
 ALGORITHMS = ("optimistic-mwu",)
 FAMILIES = ("paper-zero-sum", "random-zero-sum")
@@ -153,8 +156,6 @@ class SweepSpec:
             elif p.kind in ("uniform", "loguniform", "randint") and name in caps:
                 vals = (min(vals[0], caps[name] - 1), min(vals[1], caps[name]))
             params[name] = ParamSpec(name, p.kind, tuple(vals))
-        from dataclasses import replace
-
         return replace(self, experiment=self.experiment + "-smoke", params=params, num_samples=1)
 
 
@@ -200,18 +201,33 @@ def _parse_param(name: str, raw) -> ParamSpec:
         top_ok = p.check(hi - 1) if kind == "randint" else (hi <= 0.5 if p.kind == "alpha" else p.check(hi))
         if not (p.check(lo) and top_ok):
             raise _err(path, f"{kind} range [{lo}, {hi}] must stay within {p.requirement}")
+        if kind == "loguniform" and lo <= 0:
+            raise _err(path, f"loguniform needs lo > 0, got {lo}")
         return ParamSpec(name, kind, (lo, hi))
     if not p.check(raw):
         raise _err(path, f"must be {p.requirement}, got {raw!r}")
     return ParamSpec(name, "const", (raw,))
 
 
-def parse_spec(raw: dict, source: str = "spec") -> SweepSpec:
-    """Validate a parsed YAML mapping into a :class:`SweepSpec` (errors name ``source`` and the key)."""
+def parse_spec(raw: dict, source: str = "spec", enforce_limit: bool = True) -> SweepSpec:
+    """Validate a parsed YAML mapping into a :class:`SweepSpec` (errors name ``source`` and the key).
+
+    ``enforce_limit=False`` leaves the grid-size check to :func:`check_grid_limit`, for callers that
+    shrink the spec (``--smoke-test``) or confirm it (``--yes``) first.
+    """
     try:
-        return _parse(raw)
+        spec = _parse(raw)
+        if enforce_limit:
+            check_grid_limit(spec)
+        return spec
     except SpecError as exc:
         raise SpecError(f"{source}: {exc}") from None
+
+
+def check_grid_limit(spec: SweepSpec) -> None:
+    if spec.num_trials > GRID_LIMIT and not spec.confirm_large_grid:
+        raise _err("search_space", f"{spec.num_trials} trials exceed the limit of {GRID_LIMIT}; "
+                   "set confirm_large_grid: true (or pass --yes) to run them")
 
 
 def _parse(raw) -> SweepSpec:
@@ -309,9 +325,6 @@ def _parse(raw) -> SweepSpec:
         max_concurrent_trials=mct, max_failures=mf, eval_every=ev, metric_history_points=mhp, epsilon=float(eps),
         tracking_uri=uri, ray_address=address, confirm_large_grid=confirm, raw=raw,
     )
-    if spec.num_trials > GRID_LIMIT and not confirm:
-        raise _err("search_space", f"{spec.num_trials} trials exceed the limit of {GRID_LIMIT}; "
-                   "set confirm_large_grid: true (or pass --yes) to run them")
     return spec
 
 
@@ -323,16 +336,41 @@ def _check_tracking_uri(uri) -> None:
         raise _err("tracking.uri", f"unsupported scheme in {uri!r} (use http(s)://, sqlite:///, postgresql:// or a path)")
 
 
-def load_spec(path) -> SweepSpec:
-    """Read a YAML spec (safe loader) and validate it."""
+class _SpecLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, plus: ``1e-3`` is a float (YAML 1.1 wants ``1.0e-3``), and a key given
+    twice in one mapping is an error instead of the last one silently winning."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
+_SpecLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float", re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"), list("-+0123456789")
+)
+
+
+def read_yaml(text: str, source: str = "spec"):
+    """Parse YAML text with the spec loader (safe: no Python objects are ever constructed)."""
+    try:
+        return yaml.load(text, Loader=_SpecLoader)  # noqa: S506 - _SpecLoader derives from SafeLoader
+    except yaml.YAMLError as exc:
+        raise SpecError(f"{source}: not valid YAML ({' '.join(str(exc).split())[:200]})") from None
+
+
+def load_spec(path, enforce_limit: bool = True) -> SweepSpec:
+    """Read a YAML spec (safe loader) and validate it (see :func:`parse_spec`)."""
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise SpecError(f"spec file not found: {path}")
     try:
         with open(path) as fh:
-            raw = yaml.safe_load(fh)
-    except yaml.YAMLError as exc:
-        raise SpecError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+            text = fh.read()
     except UnicodeDecodeError:
         raise SpecError(f"{path}: not a text file") from None
-    return parse_spec(raw, path)
+    return parse_spec(read_yaml(text, path), path, enforce_limit)

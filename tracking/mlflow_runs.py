@@ -33,6 +33,7 @@ __all__ = [
     "client_for",
     "ensure_experiment",
     "start_parent_run",
+    "find_child",
     "find_or_create_child",
     "log_trial",
     "MAX_BATCH",
@@ -54,11 +55,16 @@ def history_steps(iterations: np.ndarray, max_points: int) -> np.ndarray:
     n = len(iterations)
     if n <= max_points:
         return np.arange(n)
-    idx = np.unique(np.round(np.geomspace(1, n, max_points)).astype(np.int64) - 1)
-    if idx[0] != 0:
-        idx = np.r_[0, idx]
-    if idx[-1] != n - 1:
-        idx = np.r_[idx, n - 1]
+    # rounding merges the dense low end of a geometric grid: widen it until max_points remain
+    k = max_points
+    while True:
+        idx = np.unique(np.round(np.geomspace(1, n, k)).astype(np.int64) - 1)
+        if len(idx) >= max_points:
+            break
+        k += max_points - len(idx)
+    if len(idx) > max_points:  # keep the first and last, drop evenly from the rest
+        keep = np.round(np.linspace(0, len(idx) - 1, max_points)).astype(np.int64)
+        idx = idx[keep]
     return idx
 
 
@@ -97,15 +103,21 @@ def start_parent_run(client, experiment_id: str, sweep_id: str, spec_text: str, 
     return run.info.run_id
 
 
-def find_or_create_child(client, experiment_id: str, parent_id: str, sweep_id: str, trial_id: str, run_name: str) -> str:
-    """The child run of ``trial_id`` under ``parent_id``: found by tag (a retry or resume), else created."""
+def find_child(client, experiment_id: str, parent_id: str, trial_id: str):
+    """The child run of ``trial_id`` under ``parent_id`` (a retry or resume), or None."""
     found = client.search_runs(
         [experiment_id],
         filter_string=f"tags.`{TAG_TRIAL}` = '{trial_id}' and tags.`mlflow.parentRunId` = '{parent_id}'",
         max_results=5,
     )
-    if found:
-        run_id = found[0].info.run_id
+    return found[0] if found else None
+
+
+def find_or_create_child(client, experiment_id: str, parent_id: str, sweep_id: str, trial_id: str, run_name: str) -> str:
+    """The child run of ``trial_id`` under ``parent_id``: found by tag (a retry or resume), else created."""
+    found = find_child(client, experiment_id, parent_id, trial_id)
+    if found is not None:
+        run_id = found.info.run_id
         client.update_run(run_id, status="RUNNING")
         return run_id
     run = client.create_run(
@@ -164,8 +176,11 @@ def log_trial(client, run_id: str, params: dict, scalars: dict, histories: dict,
             p = os.path.join(d, "curves.parquet")
             pq.write_table(curves_table, p)
             client.log_artifact(run_id, p)
+    elapsed = time.perf_counter() - t0
+    if "time/tracking_s" not in run.data.metrics:
+        client.log_metric(run_id, "time/tracking_s", elapsed)
     client.set_terminated(run_id, status="FINISHED")
-    return time.perf_counter() - t0
+    return elapsed
 
 
 def json_tag(obj) -> str:

@@ -87,6 +87,26 @@ def _omwu_cell(log_hat, pol, g, eta, n):
 
 
 @njit(cache=True)
+def _reset_cell(log_init, log_hat, pol):
+    """Set one player's auxiliary and current policy at one (h, s) to the initial policy; in place.
+
+    log_hat <- log softmax(log_init) (normalised even if the input is off by rounding); pol <- exp(log_hat).
+    """
+    n = log_init.shape[0]
+    m = -np.inf
+    for i in range(n):
+        if log_init[i] > m:
+            m = log_init[i]
+    z = 0.0
+    for i in range(n):
+        z += np.exp(log_init[i] - m)
+    lz = m + np.log(z)
+    for i in range(n):
+        log_hat[i] = log_init[i] - lz
+        pol[i] = np.exp(log_hat[i])
+
+
+@njit(cache=True)
 def _best_in_hindsight(G, out, tie_first, tie_rtol):
     """Fill ``out`` with the maximiser of <p, G> over the simplex, with the tie rule; in place."""
     n = G.shape[0]
@@ -188,26 +208,8 @@ def _algorithm1_kernel(
         if stage_reset or tau == 0:
             for h in range(H):
                 for s in range(S):
-                    m = -np.inf
-                    for a in range(A):
-                        if log_mu_init[tau, h, s, a] > m:
-                            m = log_mu_init[tau, h, s, a]
-                    z = 0.0
-                    for a in range(A):
-                        z += np.exp(log_mu_init[tau, h, s, a] - m)
-                    for a in range(A):
-                        log_mu_hat[h, s, a] = log_mu_init[tau, h, s, a] - m - np.log(z)
-                        mu[h, s, a] = np.exp(log_mu_hat[h, s, a])
-                    m = -np.inf
-                    for b in range(B):
-                        if log_nu_init[tau, h, s, b] > m:
-                            m = log_nu_init[tau, h, s, b]
-                    z = 0.0
-                    for b in range(B):
-                        z += np.exp(log_nu_init[tau, h, s, b] - m)
-                    for b in range(B):
-                        log_nu_hat[h, s, b] = log_nu_init[tau, h, s, b] - m - np.log(z)
-                        nu[h, s, b] = np.exp(log_nu_hat[h, s, b])
+                    _reset_cell(log_mu_init[tau, h, s], log_mu_hat[h, s], mu[h, s])
+                    _reset_cell(log_nu_init[tau, h, s], log_nu_hat[h, s], nu[h, s])
         for h in range(H):
             for s in range(S):
                 for a in range(A):

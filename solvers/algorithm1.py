@@ -130,33 +130,6 @@ def _best_in_hindsight(G, out, tie_first, tie_rtol):
 
 
 @njit(cache=True)
-def _matvec(M, v, out):
-    """out = M v for a C-contiguous M (R, n); in place.
-
-    Eight independent partial sums per row in a fixed order: the loop runs at memory bandwidth
-    (a single accumulator is bound by the add latency, about 2.5x slower at S = 1000), and the
-    result does not depend on threads or BLAS builds.
-    """
-    R, n = M.shape
-    m = n - n % 8
-    for r in range(R):
-        a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = 0.0
-        for i in range(0, m, 8):
-            a0 += M[r, i] * v[i]
-            a1 += M[r, i + 1] * v[i + 1]
-            a2 += M[r, i + 2] * v[i + 2]
-            a3 += M[r, i + 3] * v[i + 3]
-            a4 += M[r, i + 4] * v[i + 4]
-            a5 += M[r, i + 5] * v[i + 5]
-            a6 += M[r, i + 6] * v[i + 6]
-            a7 += M[r, i + 7] * v[i + 7]
-        tail = 0.0
-        for i in range(m, n):
-            tail += M[r, i] * v[i]
-        out[r] = ((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7)) + tail
-
-
-@njit(cache=True)
 def _algorithm1_kernel(
     rewards, transitions, s1, log_mu_init, log_nu_init, stage_len, eta, stage_reset, tie_first, tie_rtol,
     eval_its, block, curve, mu_sum, nu_sum, mu_dag, nu_dag,
@@ -282,7 +255,7 @@ def _algorithm1_kernel(
             for h in range(H - 1, -1, -1):
                 for sp in range(S):
                     vnext_ws[sp] = W[h + 1, sp] * inv_L
-                _matvec(trans2d[h], vnext_ws, pv_ws)  # [P_h V](s, a, b): one streaming pass over P_h
+                np.dot(trans2d[h], vnext_ws, pv_ws)  # [P_h V](s, a, b): one pass over P_h (BLAS, 1 thread)
                 for s in range(S):
                     for a in range(A):
                         for b in range(B):

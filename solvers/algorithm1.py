@@ -54,12 +54,50 @@ EVAL_BLOCK_BYTES = 64 * 2**20
 
 
 @njit(cache=True)
-def _omwu_cell(log_hat, pol, g, eta, n):
+def _omwu_cell(log_hat, hat, pol, g, eta, n):
     """One optimistic multiplicative-weights step for one player at one (h, s), in place.
 
-    log_hat: log of the auxiliary policy (length n), pol: current policy (length n), g: prediction.
-    log_hat <- log softmax(log_hat + eta g); pol <- softmax(log_hat + eta g).
+    log_hat: log of the auxiliary policy (length n, the exact state), hat: the same in linear space
+    (a shadow), pol: current policy, g: prediction. With w = exp(eta (g - max g)) <= 1:
+
+        log_hat <- log_hat + eta g - logsumexp(log_hat + eta g)    (exact, log space)
+        hat     <- hat * w / sum(hat * w)                           (= exp(log_hat))
+        pol     <- hat * w / sum(hat * w)                           (= softmax(log_hat + eta g))
+
+    Both steps of Algorithm 1 share the factor w: one exp per action. The linear shadow is used
+    only while it is exact to rounding: every log_hat > -600 (no entry near underflow) and the
+    normaliser >= 1e-10 (an entry that underflows here lands below -685 in log space and forces the
+    next step onto this path too). Otherwise the step is done entirely in log space (two exps per
+    action) and the shadow is rebuilt from log_hat, so large eta * Q never overflows or loses mass.
     """
+    c = -np.inf
+    low = np.inf
+    for i in range(n):
+        x = eta * g[i]
+        if x > c:
+            c = x
+        if log_hat[i] < low:
+            low = log_hat[i]
+    if low > -600.0:
+        z = 0.0
+        for i in range(n):
+            w = np.exp(eta * g[i] - c)
+            pol[i] = w  # w kept in pol until the end of the step
+            z += hat[i] * w
+        if z >= 1e-10:
+            lz = np.log(z)
+            inv = 1.0 / z
+            z2 = 0.0
+            for i in range(n):
+                log_hat[i] += eta * g[i] - c - lz
+                hat[i] *= pol[i] * inv
+                pol[i] *= hat[i]
+                z2 += pol[i]
+            inv2 = 1.0 / z2
+            for i in range(n):
+                pol[i] *= inv2
+            return
+    # exact log-space step
     m = -np.inf
     for i in range(n):
         x = log_hat[i] + eta * g[i]
@@ -73,6 +111,7 @@ def _omwu_cell(log_hat, pol, g, eta, n):
     m2 = -np.inf
     for i in range(n):
         log_hat[i] -= lz
+        hat[i] = np.exp(log_hat[i])
         y = log_hat[i] + eta * g[i]
         pol[i] = y
         if y > m2:
@@ -87,10 +126,10 @@ def _omwu_cell(log_hat, pol, g, eta, n):
 
 
 @njit(cache=True)
-def _reset_cell(log_init, log_hat, pol):
+def _reset_cell(log_init, log_hat, hat, pol):
     """Set one player's auxiliary and current policy at one (h, s) to the initial policy; in place.
 
-    log_hat <- log softmax(log_init) (normalised even if the input is off by rounding); pol <- exp(log_hat).
+    log_hat <- log softmax(log_init) (normalised even if the input is off by rounding); hat, pol <- exp(log_hat).
     """
     n = log_init.shape[0]
     m = -np.inf
@@ -103,7 +142,8 @@ def _reset_cell(log_init, log_hat, pol):
     lz = m + np.log(z)
     for i in range(n):
         log_hat[i] = log_init[i] - lz
-        pol[i] = np.exp(log_hat[i])
+        hat[i] = np.exp(log_hat[i])
+        pol[i] = hat[i]
 
 
 @njit(cache=True)
@@ -152,6 +192,8 @@ def _algorithm1_kernel(
 
     log_mu_hat = np.empty((H, S, A))
     log_nu_hat = np.empty((H, S, B))
+    mu_hat = np.empty((H, S, A))
+    nu_hat = np.empty((H, S, B))
     mu = np.empty((H, S, A))
     nu = np.empty((H, S, B))
     g_mu = np.empty((H, S, A))
@@ -181,8 +223,8 @@ def _algorithm1_kernel(
         if stage_reset or tau == 0:
             for h in range(H):
                 for s in range(S):
-                    _reset_cell(log_mu_init[tau, h, s], log_mu_hat[h, s], mu[h, s])
-                    _reset_cell(log_nu_init[tau, h, s], log_nu_hat[h, s], nu[h, s])
+                    _reset_cell(log_mu_init[tau, h, s], log_mu_hat[h, s], mu_hat[h, s], mu[h, s])
+                    _reset_cell(log_nu_init[tau, h, s], log_nu_hat[h, s], nu_hat[h, s], nu[h, s])
         for h in range(H):
             for s in range(S):
                 for a in range(A):
@@ -204,8 +246,8 @@ def _algorithm1_kernel(
             t += 1
             for h in range(H):
                 for s in range(S):
-                    _omwu_cell(log_mu_hat[h, s], mu[h, s], g_mu[h, s], eta, A)
-                    _omwu_cell(log_nu_hat[h, s], nu[h, s], g_nu[h, s], eta, B)
+                    _omwu_cell(log_mu_hat[h, s], mu_hat[h, s], mu[h, s], g_mu[h, s], eta, A)
+                    _omwu_cell(log_nu_hat[h, s], nu_hat[h, s], nu[h, s], g_nu[h, s], eta, B)
                     # new predictions, regret and value accumulators from (mu^t, nu^t)
                     w = 0.0
                     for a in range(A):

@@ -140,7 +140,6 @@ def _make_trainable(settings: TrialSettings, uri: str, exp_id: str, parent_id: s
         for key, (its, vals) in out.histories.items():
             idx = history_steps(its, metric_points)
             hist[key] = (its[idx], vals[idx])
-        out.scalars["time/individual_tasks"] = out.num_tasks
         tracking_s = log_trial(client, run_id, params, out.scalars, hist, out.curves, sentinel="time/trial_s")
         report = {k: float(out.scalars[k]) for k in TUNE_METRICS if k in out.scalars}
         report["time/tracking_s"] = tracking_s

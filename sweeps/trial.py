@@ -119,6 +119,7 @@ def run_trial(config: dict, settings: TrialSettings) -> TrialOutput:
     kernel_s = sum(r.result.kernel_seconds for rs in runs.values() for r in rs)
     out = summarize(runs, config, settings, alpha)
     out.scalars["time/kernel_s"] = kernel_s
+    out.scalars["time/individual_tasks"] = num_tasks
     out.scalars["time/trial_s"] = time.perf_counter() - t0
     out.num_tasks = num_tasks
     return out

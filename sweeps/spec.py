@@ -284,7 +284,13 @@ def _parse(raw) -> SweepSpec:
         try:
             import optuna  # noqa: F401
         except ImportError:
-            raise _err("search", "optuna is not installed: pip install 'metasweep[optuna]'") from None
+            raise _err("search", "optuna is not installed: .venv/bin/pip install -e '.[optuna]'") from None
+
+    if search == "optuna":
+        grids = [n for n, p in params.items() if p.kind == "grid"]
+        if grids:
+            raise _err(f"search_space.{grids[0]}", "grid cannot be used with search: optuna (Tune refuses it); "
+                       "use choice or a distribution and num_samples")
 
     resources = raw.get("resources", {})
     _check_keys(resources, ("cpus",), "resources")

@@ -66,6 +66,13 @@ def test_more_bad_params(raw_space, needle):
         spec(search_space=raw_space)
 
 
+def test_optuna_refuses_grids_before_anything_starts():
+    pytest.importorskip("optuna")  # without it the spec says how to install it (also a SpecError)
+    with pytest.raises(SpecError, match=r"search_space\.seed: grid cannot be used with search: optuna"):
+        spec(search="optuna", search_space={"seed": {"grid": [0, 1]}})
+    assert spec(search="optuna", search_space={"eta": {"loguniform": [1e-3, 1e-1]}}).search == "optuna"
+
+
 def test_load_spec_refuses_python_tags(tmp_path):
     p = tmp_path / "evil.yaml"
     marker = tmp_path / "pwned"

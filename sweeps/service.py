@@ -119,7 +119,7 @@ def _make_trainable(settings: TrialSettings, uri: str, exp_id: str, parent_id: s
     def trainable(config):
         from ray import tune
 
-        from tracking.mlflow_runs import client_for, find_child, find_or_create_child, history_steps, log_trial
+        from tracking.mlflow_runs import client_for, create_child, find_child, history_steps, log_trial
 
         trial_id = tune.get_context().get_trial_id()
         client = client_for(uri)
@@ -133,14 +133,19 @@ def _make_trainable(settings: TrialSettings, uri: str, exp_id: str, parent_id: s
         out = run_trial(config, settings)
         name = " ".join(f"{k}={config[k]:g}" if isinstance(config[k], float) else f"{k}={config[k]}"
                         for k in CONFIG_KEYS if config.get(k) is not None)
-        run_id = find_or_create_child(client, exp_id, parent_id, sweep_id, trial_id, name)
+        if done is None:
+            run_id = create_child(client, exp_id, parent_id, sweep_id, trial_id, name)
+        else:  # a retry or resume of a trial whose run exists but did not finish: update that run
+            run_id = done.info.run_id
+            client.update_run(run_id, status="RUNNING")
         params = {k: config[k] for k in CONFIG_KEYS} | {"algorithm": "optimistic-mwu", "family": settings.family,
                                                        "methods": ",".join(settings.methods)}
         hist = {}
         for key, (its, vals) in out.histories.items():
             idx = history_steps(its, metric_points)
             hist[key] = (its[idx], vals[idx])
-        tracking_s = log_trial(client, run_id, params, out.scalars, hist, out.curves, sentinel="time/trial_s")
+        tracking_s = log_trial(client, run_id, params, out.scalars, hist, out.curves, sentinel="time/trial_s",
+                               new_run=done is None)
         report = {k: float(out.scalars[k]) for k in TUNE_METRICS if k in out.scalars}
         report["time/tracking_s"] = tracking_s
         report["mlflow_run_id"] = run_id

@@ -124,7 +124,7 @@ class SweepSpec:
     max_concurrent_trials: int | None = None
     max_failures: int = 2
     eval_every: int | None = None
-    metric_history_points: int = 200
+    metric_history_points: int = 50
     epsilon: float = 0.1
     tracking_uri: str | None = None
     ray_address: str | None = None
@@ -315,7 +315,7 @@ def _parse(raw) -> SweepSpec:
     uri = tracking.get("uri")
     if uri is not None:
         _check_tracking_uri(uri)
-    mhp = tracking.get("metric_history_points", 200)
+    mhp = tracking.get("metric_history_points", 50)
     if not _int(mhp) or not 2 <= mhp <= 1_000_000:
         raise _err("tracking.metric_history_points", f"must be an integer in [2, 1e6], got {mhp!r}")
     address = raw.get("ray_address")

@@ -714,55 +714,32 @@ class _TimedClient:
 
 
 def tracking_replay(uri: str, experiment_id: str, kept, spec, history_points: int) -> dict:
-    """What a trial's trainable sends to MLflow (sweeps/service.py), for already computed outputs, timed per call.
+    """What a trial's trainable sends to MLflow, for already computed outputs, timed per call: the
+    service's own ``find_child`` + ``record_trial`` (sweeps/service.py), through a timing client."""
+    from sweeps.service import record_trial
+    from sweeps.trial import TrialSettings
+    from tracking.mlflow_runs import client_for, find_child, history_steps, start_parent_run
 
-    Mirrors the trainable of the checked-out service: find_child, then either create_child and
-    log_trial(new_run=True) (the current code) or find_or_create_child and log_trial (before it).
-    """
-    import inspect
-
-    from sweeps.trial import CONFIG_KEYS
-    from tracking import mlflow_runs as mr
-    from tracking.mlflow_runs import client_for, find_child, history_steps, log_trial, start_parent_run
-
-    new_flow = hasattr(mr, "create_child")
-    log_kwargs = {"new_run": True} if "new_run" in inspect.signature(log_trial).parameters else {}
-
+    settings = TrialSettings(spec.family, spec.states, spec.actions, spec.methods, spec.eval_every, spec.epsilon,
+                             spec.cpus_per_trial)
     client = _TimedClient(client_for(uri))
     sweep_id = f"replay-{history_points}-{os.getpid()}-{time.time_ns()}"  # a new parent, new children
     parent_id = start_parent_run(client._c, experiment_id, sweep_id, "replay", {})
-    totals, tracking, lookups = [], [], []
+    totals, tracking = [], []
     for i, (config, out) in enumerate(kept):
         trial_id = f"replay_{i:05d}"
         t0 = time.perf_counter()
-        find_child(client, experiment_id, parent_id, trial_id)
-        t1 = time.perf_counter()
-        name = " ".join(f"{k}={config[k]:g}" if isinstance(config[k], float) else f"{k}={config[k]}"
-                        for k in CONFIG_KEYS if config.get(k) is not None)
-        if new_flow:
-            run_id = mr.create_child(client, experiment_id, parent_id, sweep_id, trial_id, name)
-        else:
-            run_id = mr.find_or_create_child(client, experiment_id, parent_id, sweep_id, trial_id, name)
-        t2 = time.perf_counter()
-        params = {k: config[k] for k in CONFIG_KEYS} | {"algorithm": "optimistic-mwu", "family": spec.family,
-                                                       "methods": ",".join(spec.methods)}
-        hist = {}
-        for key, (its, vals) in out.histories.items():
-            idx = history_steps(its, history_points)
-            hist[key] = (its[idx], vals[idx])
-        scalars = dict(out.scalars)
-        scalars.setdefault("time/individual_tasks", out.num_tasks)
-        tracking.append(log_trial(client, run_id, params, scalars, hist, out.curves, sentinel="time/trial_s",
-                                  **(log_kwargs if new_flow else {})))
+        existing = find_child(client, experiment_id, parent_id, trial_id)
+        _, tracking_s = record_trial(client, config, out, settings, experiment_id, parent_id, sweep_id, trial_id,
+                                     history_points, existing=existing)
+        tracking.append(tracking_s)
         totals.append(time.perf_counter() - t0)
-        lookups.append((t1 - t0) + (t2 - t1))
     client._c.set_terminated(parent_id, status="FINISHED")
     calls = {k: {"calls": len(v), "median_ms": statistics.median(v) * 1e3, "per_trial_ms": sum(v) / len(kept) * 1e3}
              for k, v in client.times.items()}
     in_log_trial = sum(sum(client.times.get(k, [])) for k in ("get_run", "log_batch", "log_artifact")) / len(kept)
     return {"trials": len(kept), "history_points": history_points, "calls": calls,
-            "flow": "find_child + create_child + log_trial" + ("(new_run=True)" if log_kwargs and new_flow else "")
-            if new_flow else "find_child + find_or_create_child + log_trial", "total_median_ms": statistics.median(totals) * 1e3,
+            "flow": "find_child + record_trial", "total_median_ms": statistics.median(totals) * 1e3,
             "log_trial_median_ms": statistics.median(tracking) * 1e3,
             "log_trial_non_client_ms_per_trial": statistics.mean(tracking) * 1e3 - in_log_trial * 1e3,
             "points_per_trial": sum(len(history_steps(its, history_points))

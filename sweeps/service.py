@@ -113,13 +113,40 @@ def _init_ray(address: str | None, num_cpus: int | None = None):
 # ----------------------------------------------------------------------------- the trainable
 
 
+def record_trial(client, config: dict, out, settings: TrialSettings, exp_id: str, parent_id: str, sweep_id: str,
+                 trial_id: str, metric_points: int, existing=None) -> tuple[str, float]:
+    """Write one computed trial to its MLflow child run; returns (run id, seconds of ``log_trial``).
+
+    ``existing``: the trial's child run found by :func:`tracking.mlflow_runs.find_child` (a retry or
+    resume), updated in place; otherwise a new child run is created.
+    """
+    from tracking.mlflow_runs import create_child, history_steps, log_trial
+
+    if existing is None:
+        name = " ".join(f"{k}={config[k]:g}" if isinstance(config[k], float) else f"{k}={config[k]}"
+                        for k in CONFIG_KEYS if config.get(k) is not None)
+        run_id = create_child(client, exp_id, parent_id, sweep_id, trial_id, name)
+    else:
+        run_id = existing.info.run_id
+        client.update_run(run_id, status="RUNNING")
+    params = {k: config[k] for k in CONFIG_KEYS} | {"algorithm": "optimistic-mwu", "family": settings.family,
+                                                   "methods": ",".join(settings.methods)}
+    hist = {}
+    for key, (its, vals) in out.histories.items():
+        idx = history_steps(its, metric_points)
+        hist[key] = (its[idx], vals[idx])
+    tracking_s = log_trial(client, run_id, params, out.scalars, hist, out.curves, sentinel="time/trial_s",
+                           new_run=existing is None)
+    return run_id, tracking_s
+
+
 def _make_trainable(settings: TrialSettings, uri: str, exp_id: str, parent_id: str, sweep_id: str, metric_points: int):
     """The Tune function trainable of a sweep (one trial = one config)."""
 
     def trainable(config):
         from ray import tune
 
-        from tracking.mlflow_runs import client_for, create_child, find_child, history_steps, log_trial
+        from tracking.mlflow_runs import client_for, find_child
 
         trial_id = tune.get_context().get_trial_id()
         client = client_for(uri)
@@ -131,25 +158,10 @@ def _make_trainable(settings: TrialSettings, uri: str, exp_id: str, parent_id: s
                                   "mlflow_run_id": done.info.run_id, "reused": 1})
             return
         out = run_trial(config, settings)
-        name = " ".join(f"{k}={config[k]:g}" if isinstance(config[k], float) else f"{k}={config[k]}"
-                        for k in CONFIG_KEYS if config.get(k) is not None)
-        if done is None:
-            run_id = create_child(client, exp_id, parent_id, sweep_id, trial_id, name)
-        else:  # a retry or resume of a trial whose run exists but did not finish: update that run
-            run_id = done.info.run_id
-            client.update_run(run_id, status="RUNNING")
-        params = {k: config[k] for k in CONFIG_KEYS} | {"algorithm": "optimistic-mwu", "family": settings.family,
-                                                       "methods": ",".join(settings.methods)}
-        hist = {}
-        for key, (its, vals) in out.histories.items():
-            idx = history_steps(its, metric_points)
-            hist[key] = (its[idx], vals[idx])
-        tracking_s = log_trial(client, run_id, params, out.scalars, hist, out.curves, sentinel="time/trial_s",
-                               new_run=done is None)
+        run_id, tracking_s = record_trial(client, config, out, settings, exp_id, parent_id, sweep_id, trial_id,
+                                          metric_points, existing=done)
         report = {k: float(out.scalars[k]) for k in TUNE_METRICS if k in out.scalars}
-        report["time/tracking_s"] = tracking_s
-        report["mlflow_run_id"] = run_id
-        tune.report(report)
+        tune.report(report | {"time/tracking_s": tracking_s, "mlflow_run_id": run_id})
 
     return trainable
 

@@ -175,7 +175,6 @@ def _scaling(S, T_amortised, reps, reps_fit, rng_seed, fit_ts=FIT_TS):
         # iterations' share of the fitted range (c_iter * (max T - min T)); noisy machines fail this.
         span = coef[1] * (max(fit_ts) - min(fit_ts))
         row[impl]["fit_reliable"] = bool(np.all(coef > 0) and row[impl]["fit_rms_residual_s"] <= 0.25 * span)
-    del game
     n, k = row["numpy"], row["numba"]
     print(f"  S={S:<5} S*A*B={S * A * B:<6} amortised/iter: numba {k['amortised_per_iter_s'] * 1e3:8.3f} ms  "
           f"numpy {n['amortised_per_iter_s'] * 1e3:8.3f} ms  ratio {n['amortised_per_iter_s'] / k['amortised_per_iter_s']:5.2f}x | "

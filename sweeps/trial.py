@@ -26,7 +26,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from solvers import algorithm1
 from solvers.bounds import theorem2_bound
 from solvers.generators import game_family
 from solvers.meta import GameRun, default_alpha, meta_initialization, similarity, solve_with_bound

@@ -343,7 +343,9 @@ def _sweep_result(summary: dict):
         log.warning("interrupted: continue with `metasweep resume %s`", summary["sweep_id"])
         return summary, 130
     log.info("open the MLflow UI with: metasweep ui --tracking-uri %s", summary["tracking_uri"])
-    return summary, (0 if summary.get("status") == "finished" else 1)
+    if summary.get("status") == "stopped":
+        log.info("the stopper ended the sweep after %d trials (%d not run)", summary["finished"], summary["not_run"])
+    return summary, (0 if summary.get("status") in ("finished", "stopped") else 1)
 
 
 def cmd_resume(args) -> dict:

@@ -230,12 +230,16 @@ def _progress_callback(total: int):
 def _run_config(spec: SweepSpec, sweep_id: str, total: int):
     from ray import tune
 
+    from .stoppers import FIRED, PlateauStopper
+
+    FIRED.clear()
     return tune.RunConfig(
         name=sweep_id,
         storage_path=os.path.abspath(os.path.join(RUNS_DIR, "sweeps")),
         failure_config=tune.FailureConfig(max_failures=spec.max_failures),
         verbose=0,
         callbacks=[_progress_callback(total)],
+        stop=PlateauStopper(**spec.stopper) if spec.stopper else None,
     )
 
 
@@ -245,6 +249,9 @@ def _finish(client, parent_id: str, results, sweep_id: str, total: int) -> dict:
     errors = [r for r in results if r.error is not None]
     ok = [r for r in results if r.error is None and r.metrics and "mlflow_run_id" in r.metrics]
     complete = len(ok) + len(errors) == total
+    from .stoppers import FIRED
+
+    stopped = not complete and FIRED.is_set()  # the spec's stopper ended the sweep early
     best = None
     for r in ok:
         g = r.metrics.get("final_gap/meta", r.metrics.get("final_gap/individual"))
@@ -255,10 +262,15 @@ def _finish(client, parent_id: str, results, sweep_id: str, total: int) -> dict:
     if best:
         metrics.append(Metric("best/final_gap", float(best[0]), now, 0))
     client.log_batch(parent_id, metrics=metrics)
-    client.set_terminated(parent_id, status="KILLED" if not complete else ("FINISHED" if not errors else "FAILED"))
+    if stopped:
+        status = "stopped" if not errors else "failed"
+    else:
+        status = "interrupted" if not complete else ("finished" if not errors else "failed")
+    client.set_terminated(parent_id, status={"interrupted": "KILLED", "failed": "FAILED"}.get(status, "FINISHED"))
     return {
         "sweep_id": sweep_id,
-        "status": "interrupted" if not complete else ("finished" if not errors else "failed"),
+        "status": status,
+        "not_run": total - len(ok) - len(errors),
         "trials": total,
         "finished": len(ok),
         "failed": len(errors),

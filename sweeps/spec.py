@@ -129,6 +129,7 @@ class SweepSpec:
     tracking_uri: str | None = None
     ray_address: str | None = None
     confirm_large_grid: bool = False
+    stopper: dict | None = None
     raw: dict = field(default_factory=dict, compare=False)
 
     @property
@@ -232,7 +233,8 @@ def check_grid_limit(spec: SweepSpec) -> None:
 
 def _parse(raw) -> SweepSpec:
     top = ("experiment", "algorithm", "game", "methods", "search_space", "num_samples", "search", "resources",
-           "max_concurrent_trials", "max_failures", "eval_every", "tracking", "ray_address", "confirm_large_grid", "epsilon")
+           "max_concurrent_trials", "max_failures", "eval_every", "tracking", "ray_address", "confirm_large_grid", "epsilon",
+           "stopper")
     if raw is None:
         raise _err("spec", "the file is empty")
     _check_keys(raw, top, "spec")
@@ -325,13 +327,44 @@ def _parse(raw) -> SweepSpec:
     if not isinstance(confirm, bool):
         raise _err("confirm_large_grid", f"must be true or false, got {confirm!r}")
 
+    stopper = _parse_stopper(raw.get("stopper"), methods)
+
     spec = SweepSpec(
         experiment=exp, algorithm=algorithm, family=family, states=states, actions=tuple(actions),
         methods=tuple(methods), params=params, num_samples=num_samples, search=search, cpus_per_trial=float(cpus),
         max_concurrent_trials=mct, max_failures=mf, eval_every=ev, metric_history_points=mhp, epsilon=float(eps),
-        tracking_uri=uri, ray_address=address, confirm_large_grid=confirm, raw=raw,
+        tracking_uri=uri, ray_address=address, confirm_large_grid=confirm, stopper=stopper, raw=raw,
     )
     return spec
+
+
+#: Metrics a stopper can watch (each trial reports them to Tune once) and the direction that is better.
+STOPPER_METRICS = {"final_gap/meta": "min", "final_gap/individual": "min", "speedup/final_gap": "max",
+                   "similarity/delta/meta": "min"}
+
+
+def _parse_stopper(raw, methods) -> dict | None:
+    """``stopper: {metric, std, top, patience}``: Tune's ExperimentPlateauStopper (stop the sweep once the
+    ``top`` best values of ``metric`` have a standard deviation <= ``std`` for ``patience`` more results)."""
+    if raw is None:
+        return None
+    _check_keys(raw, ("metric", "std", "top", "patience"), "stopper")
+    metric = raw.get("metric", "final_gap/meta")
+    if metric not in STOPPER_METRICS:
+        raise _err("stopper.metric", f"must be one of {', '.join(STOPPER_METRICS)}, got {metric!r}")
+    needed = {"final_gap/meta": "meta", "final_gap/individual": "individual", "similarity/delta/meta": "meta"}.get(metric)
+    if needed and needed not in methods or metric == "speedup/final_gap" and len(methods) < 2:
+        raise _err("stopper.metric", f"{metric} is not reported when methods are {list(methods)}")
+    std = raw.get("std", 1e-3)
+    if not _num(std) or not std > 0:
+        raise _err("stopper.std", f"must be a number > 0, got {std!r}")
+    top = raw.get("top", 10)
+    if not _int(top) or top < 2:
+        raise _err("stopper.top", f"must be an integer >= 2, got {top!r}")
+    patience = raw.get("patience", 0)
+    if not _int(patience) or patience < 0:
+        raise _err("stopper.patience", f"must be an integer >= 0, got {patience!r}")
+    return {"metric": metric, "std": float(std), "top": top, "patience": patience, "mode": STOPPER_METRICS[metric]}
 
 
 def _check_tracking_uri(uri) -> None:

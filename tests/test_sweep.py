@@ -401,6 +401,11 @@ def _spec(search_space=None, extra="", experiment="bad-spec", replace=None):
 
 
 BAD_SPECS = [
+    ("stopper-unknown-metric", _spec(extra="stopper: {metric: accuracy}\n"), ["stopper.metric", "accuracy"]),
+    ("stopper-top-one", _spec(extra="stopper: {top: 1}\n"), ["stopper.top"]),
+    ("stopper-std-zero", _spec(extra="stopper: {std: 0}\n"), ["stopper.std"]),
+    ("stopper-metric-of-absent-method", _spec(extra="methods: [individual]\nstopper: {metric: final_gap/meta}\n"),
+     ["stopper.metric", "final_gap/meta"]),
     ("unknown-top-key", _spec(extra="learning_rate: 0.1\n"), ["spec", "learning_rate"]),
     ("unknown-space-key", _spec(replace={"gamma": "0.9"}), ["search_space", "gamma"]),
     ("K-string", _spec(replace={"K": '"ten"'}), ["search_space.K", "ten"]),
@@ -584,3 +589,24 @@ def test_unschedulable_trial_fails_fast(tmp_path):
         proc.communicate()
         pytest.fail("hung for 30 s with an unschedulable trial")
     assert proc.returncode == 2 and "resources.cpus" in err
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:The ``noload`` loader strategy:DeprecationWarning")  # MLflow 3.17 on SQLAlchemy 2.1
+def test_plateau_stopper_ends_the_sweep_early(tmp_path):
+    """sigma = 0: every seed gives the same games, hence the same final gap; with top = 2 and
+    one trial at a time the plateau is reached after exactly 2 trials, and the other 6 never run."""
+    (tmp_path / "spec.yaml").write_text(_spec(
+        experiment="stopper", replace={"sigma": "0.0", "seed": "{grid: [0, 1, 2, 3, 4, 5, 6, 7]}"},
+        extra="max_concurrent_trials: 1\nstopper: {metric: final_gap/meta, std: 1.0e-9, top: 2}\n"))
+    uri = f"sqlite:///{tmp_path}/m/mlflow.db"
+    proc = subprocess.run([METASWEEP, "run", "spec.yaml", "--tracking-uri", uri, "--num-cpus", "2"], cwd=tmp_path,
+                          env=_env(), capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    summary = summary_json(proc.stdout)
+    assert summary["status"] == "stopped" and summary["finished"] == 2 and summary["not_run"] == 6
+    parents, children = runs_of(MlflowClient(tracking_uri=uri), "stopper")
+    assert parents[0].info.status == "FINISHED"
+    assert [c.info.status for c in children] == ["FINISHED", "FINISHED"]
+    gaps = {c.data.metrics["final_gap/meta"] for c in children}
+    assert len(gaps) == 1  # identical games: the plateau the stopper saw

@@ -53,6 +53,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
+from benchmarks._common import cpu_model, dirty, git  # noqa: E402
 from benchmarks.numpy_algorithm1 import solve_numpy  # noqa: E402
 from solvers.algorithm1 import solve  # noqa: E402
 from solvers.generators import paper_zero_sum_game, random_zero_sum_game  # noqa: E402
@@ -233,14 +234,9 @@ def _startup(reps):
 
 def _code_version():
     """Commit of the checkout and whether the benchmarked code differs from it (the kernel may change)."""
-    def git(*a):
-        try:
-            return subprocess.run(["git", *a], cwd=ROOT, capture_output=True, text=True, timeout=30).stdout.strip()
-        except (OSError, subprocess.SubprocessError):  # pragma: no cover
-            return None
     return {"commit": git("rev-parse", "--short", "HEAD"),
-            "uncommitted_changes_in_solvers": bool(git("status", "--porcelain", "--", "solvers")),
-            "uncommitted_changes_in_benchmarks": bool(git("status", "--porcelain", "--", "benchmarks"))}
+            "uncommitted_changes_in_solvers": dirty("solvers"),
+            "uncommitted_changes_in_benchmarks": dirty("benchmarks")}
 
 
 def _machine():
@@ -258,14 +254,8 @@ def _machine():
     except ImportError:  # pragma: no cover
         info["blas_pools"] = None
     info["code"] = _code_version()
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    info["cpu"] = line.split(":", 1)[1].strip()
-                    break
-    except OSError:  # pragma: no cover
-        pass
+    if cpu_model():
+        info["cpu"] = cpu_model()
     return info
 
 

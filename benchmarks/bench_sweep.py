@@ -90,6 +90,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
+from benchmarks._common import cpu_model, dirty, git  # noqa: E402
+
 CPUS = 2
 MLFLOW_SERVER = os.path.join(ROOT, "cluster", "mlflow_server.py")
 POSTGRES = os.path.join(ROOT, "cluster", "postgres.py")
@@ -460,8 +462,7 @@ def _settings_and_configs(spec_text: str, n: int):
     from sweeps.trial import TrialSettings
 
     spec = parse_spec(read_yaml(spec_text, "bench spec"), "bench spec")
-    settings = TrialSettings(spec.family, spec.states, spec.actions, spec.methods, spec.eval_every, spec.epsilon,
-                             spec.cpus_per_trial)  # as sweeps.service._tuner_parts builds it
+    settings = TrialSettings.from_spec(spec)  # as sweeps.service builds it
     space = spec.param_space()
     base = {k: v for k, v in space.items() if k != "seed"}
     configs = [dict(base, seed=s) for s in space["seed"]["grid_search"]]
@@ -720,8 +721,7 @@ def tracking_replay(uri: str, experiment_id: str, kept, spec, history_points: in
     from sweeps.trial import TrialSettings
     from tracking.mlflow_runs import client_for, find_child, history_steps, start_parent_run
 
-    settings = TrialSettings(spec.family, spec.states, spec.actions, spec.methods, spec.eval_every, spec.epsilon,
-                             spec.cpus_per_trial)
+    settings = TrialSettings.from_spec(spec)
     client = _TimedClient(client_for(uri))
     sweep_id = f"replay-{history_points}-{os.getpid()}-{time.time_ns()}"  # a new parent, new children
     parent_id = start_parent_run(client._c, experiment_id, sweep_id, "replay", {})
@@ -750,17 +750,11 @@ def tracking_replay(uri: str, experiment_id: str, kept, spec, history_points: in
 
 
 def _code_version():
-    def git(*a):
-        try:
-            return subprocess.run(["git", *a], cwd=ROOT, capture_output=True, text=True, timeout=30).stdout.strip()
-        except (OSError, subprocess.SubprocessError):  # pragma: no cover
-            return None
     import hashlib
 
     diff = git("diff", "HEAD", "--", "solvers", "sweeps", "tracking") or ""
     return {"commit": git("rev-parse", "--short", "HEAD"),
-            "uncommitted_changes": {d: bool(git("status", "--porcelain", "--", d))
-                                    for d in ("solvers", "sweeps", "tracking", "cluster", "benchmarks")},
+            "uncommitted_changes": {d: dirty(d) for d in ("solvers", "sweeps", "tracking", "cluster", "benchmarks")},
             "service_diff_sha1": hashlib.sha1(diff.encode()).hexdigest()[:12] if diff else None,
             "service_diff_files": (git("diff", "HEAD", "--name-only", "--", "solvers", "sweeps", "tracking") or "").split()}
 
@@ -774,14 +768,8 @@ def _machine():
             info[pkg] = metadata.version(pkg)
         except metadata.PackageNotFoundError:
             info[pkg] = None
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    info["cpu"] = line.split(":", 1)[1].strip()
-                    break
-    except OSError:  # pragma: no cover
-        pass
+    if cpu_model():
+        info["cpu"] = cpu_model()
     info["code"] = _code_version()
     return info
 

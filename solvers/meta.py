@@ -36,6 +36,8 @@ __all__ = [
     "similarity",
     "GameRun",
     "MethodResult",
+    "individual_runs",
+    "meta_chain",
     "run_sequence",
 ]
 
@@ -121,6 +123,20 @@ class MethodResult:
     def mean_value(self) -> np.ndarray:
         return np.mean([r.result.value for r in self.runs], axis=0)
 
+    def summary(self) -> dict:
+        """Scalars of the method on the K games (K-averages), as the CLI reports them."""
+        out = {
+            "final_gap_mean": float(self.mean_gap[-1]),
+            "final_value_mean": float(self.mean_value[-1]),
+            "delta": self.delta,
+            "delta_smoothed": self.delta_smoothed,
+            "theorem1_kl_form_mean": float(np.mean([r.bound.kl_form for r in self.runs])),
+            "theorem1_conditions_hold": all(r.bound.conditions_hold for r in self.runs),
+        }
+        if self.theorem2 is not None:
+            out["theorem2"] = self.theorem2.as_dict()
+        return out
+
 
 def _kl_sum(res: algorithm1.Algorithm1Result, mu_init: np.ndarray | None, nu_init: np.ndarray | None) -> float:
     n, H, S, A = res.mu_dagger.shape
@@ -136,6 +152,23 @@ def solve_with_bound(game: ZeroSumGame, iterations: int, eta: float, mu_init=Non
     H, S, A, B = game.shape
     bound = theorem1_bound(H, iterations, res.eta, A, B, res.num_stages, _kl_sum(res, mu_init, nu_init), res.stage_reset)
     return GameRun(res, bound)
+
+
+def individual_runs(games: list[ZeroSumGame], iterations: int, eta: float, **options) -> list[GameRun]:
+    """Individual learning: Algorithm 1 from uniform policies on every game."""
+    return [solve_with_bound(g, iterations, eta, **options) for g in games]
+
+
+def meta_chain(games: list[ZeroSumGame], iterations: int, eta: float, alpha: float, **options) -> list[GameRun]:
+    """Meta learning: game 1 from uniform policies, game k+1 from Eq. (5) over games 1..k."""
+    runs: list[GameRun] = []
+    for k, game in enumerate(games):
+        mu0 = nu0 = None
+        if k > 0:
+            mu0 = meta_initialization([r.result.mu_dagger for r in runs], alpha)
+            nu0 = meta_initialization([r.result.nu_dagger for r in runs], alpha)
+        runs.append(solve_with_bound(game, iterations, eta, mu0, nu0, **options))
+    return runs
 
 
 def run_sequence(
@@ -164,14 +197,10 @@ def run_sequence(
     H, S, A, B = games[0].shape
     out = {}
     for method in methods:
-        runs: list[GameRun] = []
-        for k, game in enumerate(games):
-            if method == "meta" and k > 0:
-                mu0 = meta_initialization([r.result.mu_dagger for r in runs], alpha)
-                nu0 = meta_initialization([r.result.nu_dagger for r in runs], alpha)
-            else:
-                mu0 = nu0 = None
-            runs.append(solve_with_bound(game, iterations, eta, mu0, nu0, **options))
+        if method == "meta":
+            runs = meta_chain(games, iterations, eta, alpha, **options)
+        else:
+            runs = individual_runs(games, iterations, eta, **options)
         mu_d = [r.result.mu_dagger for r in runs]
         nu_d = [r.result.nu_dagger for r in runs]
         delta = similarity(mu_d, nu_d)

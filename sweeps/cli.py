@@ -275,21 +275,6 @@ def cmd_solve(args) -> dict:
     }
 
 
-def method_summary(mres) -> dict:
-    """Scalars of one method's run on K games (K-averages)."""
-    out = {
-        "final_gap_mean": float(mres.mean_gap[-1]),
-        "final_value_mean": float(mres.mean_value[-1]),
-        "delta": mres.delta,
-        "delta_smoothed": mres.delta_smoothed,
-        "theorem1_kl_form_mean": float(np.mean([r.bound.kl_form for r in mres.runs])),
-        "theorem1_conditions_hold": all(r.bound.conditions_hold for r in mres.runs),
-    }
-    if mres.theorem2 is not None:
-        out["theorem2"] = mres.theorem2.as_dict()
-    return out
-
-
 def cmd_meta(args) -> dict:
     from solvers.games import load_game
     from solvers.meta import run_sequence
@@ -311,7 +296,7 @@ def cmd_meta(args) -> dict:
         "curve": args.curve,
     }
     for m, mres in results.items():
-        summary[m] = method_summary(mres)
+        summary[m] = mres.summary()
     return summary
 
 
@@ -361,14 +346,14 @@ def cmd_status(args) -> dict:
 
 
 def cmd_ui(args) -> dict:
-    from .service import _artifact_root, default_tracking_uri
+    from .service import artifact_root, default_tracking_uri
 
     uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri()
     if uri.startswith(("http://", "https://")):
         return {"url": uri, "note": "this store is a tracking server: open its URL"}
     mlflow_bin = os.path.join(os.path.dirname(sys.executable), "mlflow")
     cmd = [mlflow_bin, "server", "--backend-store-uri", uri, "--host", "127.0.0.1", "--port", str(args.port), "--workers", "1"]
-    root = _artifact_root(uri)
+    root = artifact_root(uri)
     if root:
         cmd += ["--default-artifact-root", root]
     emit({"url": f"http://127.0.0.1:{args.port}", "tracking_uri": uri})

@@ -26,8 +26,6 @@ REPORT_AT = (10, 100, 1000)
 
 
 def run_fig2(args) -> dict:
-    from .cli import method_summary
-
     K, H, T, seeds = args.K, args.horizon, args.iterations, list(args.seeds)
     if args.smoke_test:
         K, T, seeds = 3, 100, seeds[:2]
@@ -46,7 +44,7 @@ def run_fig2(args) -> dict:
                 for k, run in enumerate(mres.runs):
                     tables.append(curve_table(method, k, run.result, seed=seed, stage_reset=stage_reset))
                 curves.setdefault((stage_reset, method), []).append((mres.mean_gap, mres.mean_value))
-                rows.append({"stage_reset": stage_reset, "seed": seed, "method": method, **method_summary(mres)})
+                rows.append({"stage_reset": stage_reset, "seed": seed, "method": method, **mres.summary()})
             log.info("stage_reset=%s seed=%d done (%.1fs)", stage_reset, seed, time.perf_counter() - t0)
     iterations = np.arange(1, T + 1)
     curve_path = os.path.join(args.out, "curves.parquet")

@@ -41,7 +41,7 @@ def default_tracking_uri(root: str | None = None) -> str:
     return "sqlite:///" + os.path.join(root, "mlflow", "mlflow.db")
 
 
-def _artifact_root(uri: str) -> str | None:
+def artifact_root(uri: str) -> str | None:
     """Local stores keep artifacts beside the database; servers decide for themselves."""
     if uri.startswith("sqlite:///"):
         return os.path.join(os.path.dirname(uri[len("sqlite:///"):]), "artifacts")
@@ -169,8 +169,7 @@ def _make_trainable(settings: TrialSettings, uri: str, exp_id: str, parent_id: s
 def _tuner_parts(spec: SweepSpec, uri: str, exp_id: str, parent_id: str, sweep_id: str):
     from ray import tune
 
-    settings = TrialSettings(spec.family, spec.states, spec.actions, spec.methods, spec.eval_every, spec.epsilon,
-                             spec.cpus_per_trial)
+    settings = TrialSettings.from_spec(spec)
     fn = _make_trainable(settings, uri, exp_id, parent_id, sweep_id, spec.metric_history_points)
     n = max(1, int(spec.cpus_per_trial))
     if n >= 2:  # the trial's own bundle plus spare 1-CPU bundles for its individual-learning tasks
@@ -296,7 +295,7 @@ def run_sweep(spec: SweepSpec, spec_text: str, address: str | None = None, track
     _check_resources(spec, cluster)
     from tracking.mlflow_runs import ensure_experiment, json_tag, start_parent_run
 
-    exp_id = ensure_experiment(client, spec.experiment, _artifact_root(uri))
+    exp_id = ensure_experiment(client, spec.experiment, artifact_root(uri))
     parent_id = start_parent_run(client, exp_id, sweep_id, spec_text, {
         "metasweep.git_commit": _git_commit(),
         "metasweep.versions": json_tag(_versions()),

@@ -28,10 +28,10 @@ import numpy as np
 
 from solvers.bounds import theorem2_bound
 from solvers.generators import game_family
-from solvers.meta import GameRun, default_alpha, meta_initialization, similarity, solve_with_bound
+from solvers.meta import GameRun, default_alpha, individual_runs, meta_chain, similarity
 from tracking.curves import concat_curves, curve_table
 
-__all__ = ["TrialSettings", "TrialOutput", "run_trial", "solve_individual_batch", "CONFIG_KEYS"]
+__all__ = ["TrialSettings", "TrialOutput", "run_trial", "CONFIG_KEYS"]
 
 CONFIG_KEYS = ("eta", "alpha", "K", "H", "sigma", "T", "seed", "stage_reset", "tie_break")
 #: Minimum estimated kernel work per Ray task (seconds): smaller work is batched.
@@ -52,6 +52,11 @@ class TrialSettings:
     epsilon: float
     cpus_per_trial: float
 
+    @classmethod
+    def from_spec(cls, spec) -> "TrialSettings":
+        """The settings of a validated :class:`sweeps.spec.SweepSpec`."""
+        return cls(spec.family, spec.states, spec.actions, spec.methods, spec.eval_every, spec.epsilon, spec.cpus_per_trial)
+
 
 @dataclass
 class TrialOutput:
@@ -63,22 +68,6 @@ class TrialOutput:
 
 def _options(config: dict, settings: TrialSettings) -> dict:
     return dict(stage_reset=bool(config["stage_reset"]), tie_break=config["tie_break"], eval_every=settings.eval_every)
-
-
-def solve_individual_batch(games, T, eta, options) -> list[GameRun]:
-    """Algorithm 1 from uniform policies on each game (one Ray task's work)."""
-    return [solve_with_bound(g, T, eta, **options) for g in games]
-
-
-def _meta_chain(games, T, eta, alpha, options) -> list[GameRun]:
-    runs: list[GameRun] = []
-    for k, g in enumerate(games):
-        mu0 = nu0 = None
-        if k > 0:
-            mu0 = meta_initialization([r.result.mu_dagger for r in runs], alpha)
-            nu0 = meta_initialization([r.result.nu_dagger for r in runs], alpha)
-        runs.append(solve_with_bound(g, T, eta, mu0, nu0, **options))
-    return runs
 
 
 def _batches(K: int, H: int, S: int, T: int, workers: int) -> int:
@@ -102,19 +91,19 @@ def run_trial(config: dict, settings: TrialSettings) -> TrialOutput:
         if n_tasks >= 1:
             import ray
 
-            remote = ray.remote(num_cpus=1)(solve_individual_batch)
+            remote = ray.remote(num_cpus=1)(individual_runs)
             parts = np.array_split(np.arange(K), n_tasks)
-            pending = [remote.remote([games[i] for i in part], T, eta, options) for part in parts]
+            pending = [remote.remote([games[i] for i in part], T, eta, **options) for part in parts]
             num_tasks = len(pending)
     if "meta" in settings.methods:
-        runs["meta"] = _meta_chain(games, T, eta, alpha, options)
+        runs["meta"] = meta_chain(games, T, eta, alpha, **options)
     if "individual" in settings.methods:
         if pending:
             import ray
 
             runs["individual"] = [r for part in ray.get(pending) for r in part]
         else:
-            runs["individual"] = solve_individual_batch(games, T, eta, options)
+            runs["individual"] = individual_runs(games, T, eta, **options)
     kernel_s = sum(r.result.kernel_seconds for rs in runs.values() for r in rs)
     out = summarize(runs, config, settings, alpha)
     out.scalars["time/kernel_s"] = kernel_s

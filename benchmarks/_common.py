@@ -1,0 +1,32 @@
+"""What both benchmark scripts record about the machine and the code they measured."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def git(*args: str) -> str | None:
+    """Output of ``git ARGS`` in the checkout (None when git is unavailable)."""
+    try:
+        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=30).stdout.strip()
+    except (OSError, subprocess.SubprocessError):  # pragma: no cover
+        return None
+
+
+def dirty(directory: str) -> bool:
+    """Whether ``directory`` has uncommitted changes."""
+    return bool(git("status", "--porcelain", "--", directory))
+
+
+def cpu_model() -> str | None:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:  # pragma: no cover
+        pass
+    return None

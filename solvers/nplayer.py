@@ -1,0 +1,285 @@
+"""N-player Markov games (Sections 4 and 5 of the paper): container, validation, file I/O.
+
+One type serves Markov potential games (Section 4) and general-sum games (Section 5). Player i's
+reward is ``r_{h,i}(s, a_1, ..., a_N)``; the transition kernel ``P_h(s' | s, a_1, ..., a_N)`` is
+shared. A finite-horizon game has ``gamma = None`` and a fixed initial state. A discounted
+infinite-horizon game (Section 4, Eq. 6-7) is stationary: it is stored with ``H = 1``, a discount
+``gamma`` in [0, 1) and an initial distribution ``rho`` over states.
+
+File format (``.npz``, always loaded with ``allow_pickle=False``):
+
+=================  ================================  ===============================================
+key                dtype / shape                     meaning
+=================  ================================  ===============================================
+``kind``           str                               ``"potential"`` or ``"general_sum"``
+``rewards``        float64 (N, H, S, A_1, ..., A_N)  r_{h,i}(s, a): player i's reward
+``transitions``    float64 (H, S, A_1, ..., A_N, S)  P_h(s' | s, a), rows sum to 1
+``initial_state``  int scalar                        s_1 in [0, S) (finite horizon)
+``gamma``          float scalar, optional            discount in [0, 1): a discounted game (H = 1)
+``rho``            float64 (S,), optional            initial distribution of a discounted game
+                                                     (default: all mass on ``initial_state``)
+=================  ================================  ===============================================
+
+``kind`` is a declaration: a "potential" file whose rewards are not a potential game is accepted
+here; algorithms that rely on a potential check it themselves. Zero-sum files (``kind
+"zero_sum"``, :mod:`solvers.games`) load through :func:`load_any_game`, and
+:meth:`MarkovGame.from_zero_sum` lifts a zero-sum game to this type (rewards r and -r).
+
+Policies are ``.npz`` files with one array ``policy_i`` float64 (H, S, A_i) per player i = 0..N-1,
+each row a distribution (the same keys as zero-sum policies for N = 2).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from .games import (
+    MAX_DENSE_ENTRIES,
+    PROB_ATOL,
+    GameError,
+    ZeroSumGame,
+    _as_float_array,
+    _check_distributions,
+    _open_npz,
+    _read_array,
+    load_game,
+)
+
+__all__ = [
+    "KINDS",
+    "MarkovGame",
+    "load_markov_game",
+    "load_any_game",
+    "save_markov_game",
+    "validate_policies",
+    "load_policies",
+    "save_policies",
+    "uniform_policies",
+]
+
+KINDS = ("potential", "general_sum")
+#: Largest number of players accepted (joint actions grow as prod A_i).
+MAX_PLAYERS = 16
+
+
+@dataclass(frozen=True)
+class MarkovGame:
+    """An N-player Markov game (module docstring for shapes and the discounted variant).
+
+    Parameters
+    ----------
+    rewards : float64 (N, H, S, A_1, ..., A_N)
+    transitions : float64 (H, S, A_1, ..., A_N, S)
+    initial_state : int
+    kind : "potential" or "general_sum"
+    gamma : None (finite horizon) or a discount in [0, 1) (then H must be 1)
+    rho : None or float64 (S,), the initial distribution of a discounted game
+    """
+
+    rewards: np.ndarray
+    transitions: np.ndarray
+    initial_state: int = 0
+    kind: str = "general_sum"
+    gamma: float | None = None
+    rho: np.ndarray | None = None
+
+    def __post_init__(self):
+        if self.kind not in KINDS:
+            raise GameError(f"kind must be one of {', '.join(KINDS)}, got {self.kind!r}")
+        r_in = np.asarray(self.rewards)
+        if r_in.ndim < 5:
+            raise GameError(f"rewards must have shape (N, H, S, A_1, ..., A_N) with N >= 2, got shape {r_in.shape}")
+        N = r_in.shape[0]
+        if not 2 <= N <= MAX_PLAYERS or r_in.ndim != N + 3:
+            raise GameError(
+                f"rewards of shape {r_in.shape}: the first axis is N = {N} players, so rewards must have "
+                f"N + 3 = {N + 3} dimensions (N, H, S, A_1, ..., A_N) with 2 <= N <= {MAX_PLAYERS}"
+            )
+        r = _as_float_array("rewards", r_in, N + 3)
+        H, S = r.shape[1], r.shape[2]
+        joint = r.shape[3:]
+        p = np.asarray(self.transitions)
+        if p.shape != (H, S, *joint, S):
+            raise GameError(f"transitions must have shape (H, S, A_1, ..., A_N, S) = {(H, S, *joint, S)} to match "
+                            f"rewards, got {p.shape}")
+        p = _as_float_array("transitions", p, N + 3)
+        _check_distributions("transitions", p, PROB_ATOL)
+        s1 = self.initial_state
+        if isinstance(s1, np.ndarray):
+            if s1.ndim != 0:
+                raise GameError(f"initial_state must be a scalar, got shape {s1.shape}")
+            s1 = s1.item()
+        if isinstance(s1, (bool, np.bool_)) or not isinstance(s1, (int, np.integer)):
+            raise GameError(f"initial_state must be an integer, got {s1!r}")
+        if not 0 <= int(s1) < S:
+            raise GameError(f"initial_state must lie in [0, {S}), got {s1}")
+        gamma, rho = self.gamma, self.rho
+        if gamma is not None:
+            if isinstance(gamma, np.ndarray):
+                gamma = gamma.item() if gamma.ndim == 0 else gamma
+            if isinstance(gamma, (bool, np.bool_)) or not isinstance(gamma, (int, float, np.floating, np.integer)):
+                raise GameError(f"gamma must be a number in [0, 1), got {gamma!r}")
+            gamma = float(gamma)
+            if not 0.0 <= gamma < 1.0:
+                raise GameError(f"gamma must lie in [0, 1) (a discounted game), got {gamma}")
+            if H != 1:
+                raise GameError(f"a discounted game (gamma set) is stationary: rewards and transitions need H = 1, got H = {H}")
+            if rho is None:
+                rho = np.zeros(S)
+                rho[int(s1)] = 1.0
+            rho_arr = np.asarray(rho)
+            if rho_arr.shape != (S,):
+                raise GameError(f"rho must have shape (S,) = {(S,)}, got {rho_arr.shape}")
+            rho = _as_float_array("rho", rho_arr, 1)
+            _check_distributions("rho", rho, PROB_ATOL)
+            rho.flags.writeable = False
+        elif rho is not None:
+            raise GameError("rho (an initial distribution) is only meaningful for a discounted game: set gamma too")
+        r.flags.writeable = False
+        p.flags.writeable = False
+        object.__setattr__(self, "rewards", r)
+        object.__setattr__(self, "transitions", p)
+        object.__setattr__(self, "initial_state", int(s1))
+        object.__setattr__(self, "gamma", gamma)
+        object.__setattr__(self, "rho", rho)
+
+    @property
+    def num_players(self) -> int:
+        return self.rewards.shape[0]
+
+    @property
+    def horizon(self) -> int:
+        return self.rewards.shape[1]
+
+    @property
+    def num_states(self) -> int:
+        return self.rewards.shape[2]
+
+    @property
+    def num_actions(self) -> tuple[int, ...]:
+        """(A_1, ..., A_N)."""
+        return tuple(self.rewards.shape[3:])
+
+    @property
+    def discounted(self) -> bool:
+        return self.gamma is not None
+
+    @property
+    def initial_distribution(self) -> np.ndarray:
+        """rho for a discounted game, the one-hot vector of ``initial_state`` otherwise."""
+        if self.rho is not None:
+            return self.rho
+        e = np.zeros(self.num_states)
+        e[self.initial_state] = 1.0
+        return e
+
+    def is_identical_interest(self, atol: float = 1e-12) -> bool:
+        """True if every player receives the same reward (a potential game with Phi = r_1)."""
+        return bool(np.all(np.abs(self.rewards - self.rewards[:1]) <= atol))
+
+    def with_rewards(self, rewards: np.ndarray) -> "MarkovGame":
+        return MarkovGame(rewards, self.transitions, self.initial_state, self.kind, self.gamma, self.rho)
+
+    @classmethod
+    def from_zero_sum(cls, game: ZeroSumGame) -> "MarkovGame":
+        """The zero-sum game as a two-player general-sum game: rewards (r, -r)."""
+        return cls(np.stack([game.rewards, -game.rewards]), game.transitions, game.initial_state, "general_sum")
+
+
+# ----------------------------------------------------------------------------- file I/O
+
+
+def _scalar(data, key, path):
+    arr = _read_array(data, key, path, 1)
+    if arr.ndim != 0:
+        raise GameError(f"{path}: '{key}' must be a scalar, got shape {arr.shape}")
+    return arr
+
+
+def load_markov_game(path) -> MarkovGame:
+    """Load and validate an N-player game ``.npz`` (kind "potential" or "general_sum")."""
+    path = os.fspath(path)
+    with _open_npz(path, "game") as data:
+        kind = _read_array(data, "kind", path, 64)
+        if kind.dtype.kind not in "US" or kind.ndim != 0:
+            raise GameError(f"{path}: 'kind' must be a string scalar, got {kind.dtype} {kind.shape}")
+        kind = str(kind.item())
+        if kind not in KINDS:
+            hint = " (use load_any_game for zero-sum files)" if kind == "zero_sum" else ""
+            raise GameError(f"{path}: kind '{kind}' is not an N-player kind ({', '.join(KINDS)}){hint}")
+        rewards = _read_array(data, "rewards", path, MAX_DENSE_ENTRIES)
+        transitions = _read_array(data, "transitions", path, MAX_DENSE_ENTRIES)
+        s1 = _scalar(data, "initial_state", path)
+        gamma = _scalar(data, "gamma", path) if "gamma" in data.files else None
+        rho = _read_array(data, "rho", path, MAX_DENSE_ENTRIES) if "rho" in data.files else None
+    try:
+        return MarkovGame(rewards, transitions, s1, kind, gamma, rho)
+    except GameError as exc:
+        raise GameError(f"{path}: {exc}") from None
+
+
+def load_any_game(path) -> ZeroSumGame | MarkovGame:
+    """A zero-sum file as :class:`ZeroSumGame`, a potential or general-sum file as :class:`MarkovGame`."""
+    path = os.fspath(path)
+    with _open_npz(path, "game") as data:
+        kind = _read_array(data, "kind", path, 64)
+    kind = str(kind.item()) if kind.dtype.kind in "US" and kind.ndim == 0 else None
+    return load_game(path) if kind == "zero_sum" else load_markov_game(path)
+
+
+def save_markov_game(path, game: MarkovGame) -> None:
+    """Write ``game`` as a ``.npz`` (format in the module docstring)."""
+    extra = {}
+    if game.gamma is not None:
+        extra = dict(gamma=np.array(game.gamma, dtype=np.float64), rho=game.rho)
+    np.savez(
+        os.fspath(path),
+        kind=np.array(game.kind),
+        rewards=game.rewards,
+        transitions=game.transitions,
+        initial_state=np.array(game.initial_state, dtype=np.int64),
+        **extra,
+    )
+
+
+def uniform_policies(game: MarkovGame) -> list[np.ndarray]:
+    """The uniform product policy: one (H, S, A_i) array per player."""
+    H, S = game.horizon, game.num_states
+    return [np.full((H, S, a), 1.0 / a) for a in game.num_actions]
+
+
+def validate_policies(policies, game: MarkovGame, atol: float = 1e-6) -> list[np.ndarray]:
+    """Check a product Markov policy (one (H, S, A_i) array per player); return float64 copies."""
+    H, S, N = game.horizon, game.num_states, game.num_players
+    if len(policies) != N:
+        raise GameError(f"the game has {N} players, got {len(policies)} policies")
+    out = []
+    for i, (pol, d) in enumerate(zip(policies, game.num_actions)):
+        arr = np.asarray(pol)
+        if arr.shape != (H, S, d):
+            raise GameError(f"policy_{i} must have shape {(H, S, d)} for this game, got {arr.shape}")
+        arr = _as_float_array(f"policy_{i}", arr, 3)
+        _check_distributions(f"policy_{i}", arr, atol)
+        out.append(arr)
+    return out
+
+
+def load_policies(path, game: MarkovGame) -> list[np.ndarray]:
+    """Load a policy ``.npz`` (keys ``policy_0`` ... ``policy_{N-1}``) and validate it against ``game``."""
+    path = os.fspath(path)
+    with _open_npz(path, "policy") as data:
+        extra = sorted(k for k in data.files if k not in {f"policy_{i}" for i in range(game.num_players)})
+        if extra:
+            raise GameError(f"{path}: unexpected keys {extra} for a {game.num_players}-player game")
+        pols = [_read_array(data, f"policy_{i}", path, MAX_DENSE_ENTRIES) for i in range(game.num_players)]
+    try:
+        return validate_policies(pols, game)
+    except GameError as exc:
+        raise GameError(f"{path}: {exc}") from None
+
+
+def save_policies(path, policies) -> None:
+    np.savez(os.fspath(path), **{f"policy_{i}": np.asarray(p, dtype=np.float64) for i, p in enumerate(policies)})

@@ -6,7 +6,8 @@ Names users and our checks rely on (contract):
   ``metasweep.versions`` (JSON of package versions), ``metasweep.cluster_cpus``, ``metasweep.cluster_nodes``;
   artifact ``spec.yaml``.
 * child run tags: ``mlflow.parentRunId``, ``metasweep.sweep_id``, ``metasweep.trial_id``,
-  ``metasweep.role`` = "trial"; run name from the config.
+  ``metasweep.role`` = "trial", ``metasweep.node_id`` (the Ray node whose process logged the trial's
+  results, hex; absent outside Ray) and ``metasweep.hostname``; run name from the config.
 * child params: the trial's config with the spec's names (``eta``, ``alpha``, ``K``, ``H``, ``sigma``,
   ``T``, ``seed``, ``stage_reset``, ``tie_break``) plus ``algorithm``, ``family``, ``methods``.
 * child step metrics (K-averaged, step = iteration): ``gap/individual``, ``gap/meta``,
@@ -36,6 +37,7 @@ __all__ = [
     "find_child",
     "create_child",
     "log_trial",
+    "node_tags",
     "MAX_BATCH",
 ]
 
@@ -44,6 +46,8 @@ MAX_BATCH = 1000
 TAG_SWEEP = "metasweep.sweep_id"
 TAG_TRIAL = "metasweep.trial_id"
 TAG_ROLE = "metasweep.role"
+TAG_NODE = "metasweep.node_id"
+TAG_HOST = "metasweep.hostname"
 
 
 def history_steps(iterations: np.ndarray, max_points: int) -> np.ndarray:
@@ -123,6 +127,24 @@ def create_child(client, experiment_id: str, parent_id: str, sweep_id: str, tria
     return run.info.run_id
 
 
+def node_tags() -> dict:
+    """Where this process runs: the Ray node id (when Ray is initialised here) and the host name.
+
+    Ray is never imported for this: outside a Ray process (a plain script) only the host name is given.
+    """
+    import socket
+    import sys
+
+    tags = {TAG_HOST: socket.gethostname()}
+    ray = sys.modules.get("ray")
+    if ray is not None and ray.is_initialized():
+        try:
+            tags[TAG_NODE] = ray.get_runtime_context().get_node_id()
+        except Exception:  # a driver in an odd state: the tag is informative, never fatal
+            pass
+    return tags
+
+
 def _finite(x) -> float | None:
     x = float(x)
     return x if math.isfinite(x) else None
@@ -137,9 +159,10 @@ def log_trial(client, run_id: str, params: dict, scalars: dict, histories: dict,
     batch: a retry that finds the sentinel already logged skips the metrics, so no point is logged
     twice. Params are logged once (MLflow refuses changed params). Non-finite scalars are skipped
     (MLflow cannot store them); the artifact is overwritten in place. ``new_run``: the run was just
-    created, so there is nothing logged to look up (one round trip fewer).
+    created, so there is nothing logged to look up (one round trip fewer). The first batch also sets
+    :func:`node_tags` (the node that computed the results, logged with them).
     """
-    from mlflow.entities import Metric, Param
+    from mlflow.entities import Metric, Param, RunTag
 
     t0 = time.perf_counter()
     now = int(time.time() * 1000)
@@ -162,8 +185,9 @@ def log_trial(client, run_id: str, params: dict, scalars: dict, histories: dict,
         if last is None:
             raise ValueError(f"sentinel metric {sentinel!r} must be a finite scalar")
         metrics.append(last)
-        first = MAX_BATCH - len(new_params)  # MLflow's limit counts params and metrics together
-        client.log_batch(run_id, metrics=metrics[:first], params=new_params)
+        tags = [RunTag(k, v) for k, v in node_tags().items()]
+        first = MAX_BATCH - len(new_params) - len(tags)  # MLflow's limit counts metrics, params and tags together
+        client.log_batch(run_id, metrics=metrics[:first], params=new_params, tags=tags)
         for i in range(first, len(metrics), MAX_BATCH):
             client.log_batch(run_id, metrics=metrics[i : i + MAX_BATCH])
     if curves_table is not None:

@@ -21,7 +21,8 @@ import time
 from importlib import metadata
 
 from .spec import SweepSpec, parse_spec
-from .trial import CONFIG_KEYS, TrialSettings, run_trial
+from .registry import ALGORITHMS
+from .trial import TrialSettings
 
 log = logging.getLogger("metasweep")
 
@@ -122,15 +123,16 @@ def record_trial(client, config: dict, out, settings: TrialSettings, exp_id: str
     """
     from tracking.mlflow_runs import create_child, history_steps, log_trial
 
+    keys = ALGORITHMS[settings.algorithm].config_keys
     if existing is None:
         name = " ".join(f"{k}={config[k]:g}" if isinstance(config[k], float) else f"{k}={config[k]}"
-                        for k in CONFIG_KEYS if config.get(k) is not None)
+                        for k in keys if config.get(k) is not None)
         run_id = create_child(client, exp_id, parent_id, sweep_id, trial_id, name)
     else:
         run_id = existing.info.run_id
         client.update_run(run_id, status="RUNNING")
-    params = {k: config[k] for k in CONFIG_KEYS} | {"algorithm": "optimistic-mwu", "family": settings.family,
-                                                   "methods": ",".join(settings.methods)}
+    params = {k: config[k] for k in keys} | {"algorithm": settings.algorithm, "family": settings.family,
+                                            "methods": ",".join(settings.methods)} | settings.game
     hist = {}
     for key, (its, vals) in out.histories.items():
         idx = history_steps(its, metric_points)
@@ -157,7 +159,7 @@ def _make_trainable(settings: TrialSettings, uri: str, exp_id: str, parent_id: s
             tune.report(report | {"time/tracking_s": done.data.metrics.get("time/tracking_s", 0.0),
                                   "mlflow_run_id": done.info.run_id, "reused": 1})
             return
-        out = run_trial(config, settings)
+        out = ALGORITHMS[settings.algorithm].run_trial(config, settings)
         run_id, tracking_s = record_trial(client, config, out, settings, exp_id, parent_id, sweep_id, trial_id,
                                           metric_points, existing=done)
         report = {k: float(out.scalars[k]) for k in TUNE_METRICS if k in out.scalars}
@@ -255,7 +257,7 @@ def _finish(client, parent_id: str, results, sweep_id: str, total: int) -> dict:
     for r in ok:
         g = r.metrics.get("final_gap/meta", r.metrics.get("final_gap/individual"))
         if g is not None and (best is None or g < best[0]):
-            best = (g, {k: r.config.get(k) for k in CONFIG_KEYS}, r.metrics.get("mlflow_run_id"))
+            best = (g, {k: v for k, v in r.config.items()}, r.metrics.get("mlflow_run_id"))
     now = int(time.time() * 1000)
     metrics = [Metric("trials/finished", len(ok), now, 0), Metric("trials/failed", len(errors), now, 0)]
     if best:

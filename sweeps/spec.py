@@ -32,47 +32,18 @@ from typing import Any
 import yaml
 import yaml.constructor
 
+from .registry import ALGORITHMS, FAMILIES, Param, is_int as _int, is_num as _num
+
 __all__ = ["SpecError", "SweepSpec", "ParamSpec", "load_spec", "parse_spec", "check_grid_limit", "read_yaml", "PARAMS",
            "ALGORITHMS"]
 
-ALGORITHMS = ("optimistic-mwu",)
-FAMILIES = ("paper-zero-sum", "random-zero-sum")
 METHODS = ("individual", "meta")
 SEARCH_ALGORITHMS = ("variant", "optuna")
 DISTRIBUTIONS = ("grid", "choice", "uniform", "loguniform", "randint")
 #: Grids with more points than this need ``confirm_large_grid: true`` (or ``--yes``).
 GRID_LIMIT = 2000
-
-
-def _num(v):
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
-def _int(v):
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-@dataclass(frozen=True)
-class _Param:
-    kind: str  # "float", "int", "bool", "str", "alpha"
-    check: Any  # predicate on one value
-    requirement: str  # words for the error message
-    default: Any = None
-    required: bool = False
-
-
-#: The sweepable parameters: the same names flow into Tune's param_space and MLflow params.
-PARAMS: dict[str, _Param] = {
-    "eta": _Param("float", lambda v: _num(v) and math.isfinite(v) and v > 0, "a number > 0", required=True),
-    "alpha": _Param("alpha", lambda v: v is None or (_num(v) and 0 < v < 0.5), "null (1/sqrt(K)) or a number in (0, 1/2)"),
-    "K": _Param("int", lambda v: _int(v) and 1 <= v <= 10_000, "an integer in [1, 10000]", required=True),
-    "H": _Param("int", lambda v: _int(v) and 1 <= v <= 1000, "an integer in [1, 1000]", required=True),
-    "sigma": _Param("float", lambda v: _num(v) and math.isfinite(v) and v >= 0, "a number >= 0", default=0.0),
-    "T": _Param("int", lambda v: _int(v) and 1 <= v <= 10_000_000, "an integer in [1, 1e7]", required=True),
-    "seed": _Param("int", lambda v: _int(v) and v >= 0, "an integer >= 0", default=0),
-    "stage_reset": _Param("bool", lambda v: isinstance(v, bool), "true or false", default=True),
-    "tie_break": _Param("str", lambda v: v in ("uniform", "first"), "'uniform' or 'first'", default="uniform"),
-}
+#: The parameters of the default algorithm (Algorithm 1); every algorithm's are in :mod:`sweeps.registry`.
+PARAMS: dict[str, Param] = ALGORITHMS["optimistic-mwu"].params
 
 
 class SpecError(ValueError):
@@ -115,7 +86,7 @@ class SweepSpec:
     algorithm: str
     family: str
     states: int
-    actions: tuple[int, int]
+    actions: tuple[int, ...]
     methods: tuple[str, ...]
     params: dict[str, ParamSpec]
     num_samples: int = 1
@@ -130,6 +101,7 @@ class SweepSpec:
     ray_address: str | None = None
     confirm_large_grid: bool = False
     stopper: dict | None = None
+    game_options: dict = field(default_factory=dict)  # the family's game keys, defaults filled in
     raw: dict = field(default_factory=dict, compare=False)
 
     @property
@@ -172,8 +144,7 @@ def _check_keys(obj, allowed, path):
         raise _err(path, f"unknown key '{unknown[0]}' (allowed: {', '.join(allowed)})")
 
 
-def _parse_param(name: str, raw) -> ParamSpec:
-    p = PARAMS[name]
+def _parse_param(name: str, p: Param, raw) -> ParamSpec:
     path = f"search_space.{name}"
     if isinstance(raw, dict):
         if len(raw) != 1:
@@ -244,20 +215,24 @@ def _parse(raw) -> SweepSpec:
     algorithm = raw.get("algorithm", "optimistic-mwu")
     if algorithm not in ALGORITHMS:
         raise _err("algorithm", f"unknown algorithm {algorithm!r} (choose from {', '.join(ALGORITHMS)})")
+    alg = ALGORITHMS[algorithm]
 
-    game = raw.get("game", {"family": "paper-zero-sum"})
-    _check_keys(game, ("family", "states", "actions"), "game")
+    game = raw.get("game", {"family": alg.families[0]})
+    if not isinstance(game, dict):
+        raise _err("game", f"must be a mapping, got {type(game).__name__}")
     family = game.get("family")
-    if family not in FAMILIES:
-        raise _err("game.family", f"unknown family {family!r} (choose from {', '.join(FAMILIES)})")
-    states = game.get("states", 2)
-    if not _int(states) or not 1 <= states <= 100_000:
-        raise _err("game.states", f"must be an integer in [1, 100000], got {states!r}")
-    actions = game.get("actions", [2, 2])
-    if not (isinstance(actions, list) and len(actions) == 2 and all(_int(a) and 1 <= a <= 1000 for a in actions)):
-        raise _err("game.actions", f"must be [A, B] with integers in [1, 1000], got {actions!r}")
+    if family not in alg.families:
+        raise _err("game.family", f"unknown family {family!r} for algorithm {algorithm} (choose from {', '.join(alg.families)})")
+    fam = FAMILIES[family]
     if family == "paper-zero-sum" and ("states" in game or "actions" in game):
         raise _err("game", "states and actions are fixed by the paper-zero-sum family (S=2, A=B=2)")
+    _check_keys(game, ("family", *fam.game_keys), "game")
+    for key, p in fam.game_keys.items():
+        if key in game and not p.check(game[key]):
+            raise _err(f"game.{key}", f"must be {p.requirement}, got {game[key]!r}")
+    game_options = fam.options(game)
+    states = game_options.get("states", 2)
+    actions = game_options.get("actions", [2, 2])
 
     methods = raw.get("methods", list(METHODS))
     if not isinstance(methods, list) or not methods or any(m not in METHODS for m in methods) or len(set(methods)) != len(methods):
@@ -265,12 +240,13 @@ def _parse(raw) -> SweepSpec:
 
     space = raw.get("search_space")
     if space is None or space == {}:
-        raise _err("search_space", "is empty: give at least eta, K, H and T")
-    _check_keys(space, tuple(PARAMS), "search_space")
+        needed = ", ".join(n for n, p in alg.params.items() if p.required)
+        raise _err("search_space", f"is empty: give at least {needed}")
+    _check_keys(space, tuple(alg.params), "search_space")
     params = {}
-    for name, p in PARAMS.items():
+    for name, p in alg.params.items():
         if name in space:
-            params[name] = _parse_param(name, space[name])
+            params[name] = _parse_param(name, p, space[name])
         elif p.required:
             raise _err(f"search_space.{name}", "is required")
         else:
@@ -330,7 +306,7 @@ def _parse(raw) -> SweepSpec:
     stopper = _parse_stopper(raw.get("stopper"), methods)
 
     spec = SweepSpec(
-        experiment=exp, algorithm=algorithm, family=family, states=states, actions=tuple(actions),
+        experiment=exp, algorithm=algorithm, family=family, states=states, actions=tuple(actions), game_options=game_options,
         methods=tuple(methods), params=params, num_samples=num_samples, search=search, cpus_per_trial=float(cpus),
         max_concurrent_trials=mct, max_failures=mf, eval_every=ev, metric_history_points=mhp, epsilon=float(eps),
         tracking_uri=uri, ray_address=address, confirm_large_grid=confirm, stopper=stopper, raw=raw,

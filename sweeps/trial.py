@@ -33,6 +33,7 @@ from tracking.curves import concat_curves, curve_table
 
 __all__ = ["TrialSettings", "TrialOutput", "run_trial", "CONFIG_KEYS"]
 
+#: The config keys of Algorithm 1 trials (= their MLflow params); every algorithm's are in :mod:`sweeps.registry`.
 CONFIG_KEYS = ("eta", "alpha", "K", "H", "sigma", "T", "seed", "stage_reset", "tie_break")
 #: Minimum estimated kernel work per Ray task (seconds): smaller work is batched.
 TASK_WORK_S = 0.05
@@ -46,16 +47,24 @@ class TrialSettings:
 
     family: str
     states: int
-    actions: tuple[int, int]
+    actions: tuple[int, ...]
     methods: tuple[str, ...]
     eval_every: int | None
     epsilon: float
     cpus_per_trial: float
+    algorithm: str = "optimistic-mwu"
+    game_options: tuple = ()  # (key, value) pairs of the family's game keys (sweeps.registry.Family)
 
     @classmethod
     def from_spec(cls, spec) -> "TrialSettings":
         """The settings of a validated :class:`sweeps.spec.SweepSpec`."""
-        return cls(spec.family, spec.states, spec.actions, spec.methods, spec.eval_every, spec.epsilon, spec.cpus_per_trial)
+        return cls(spec.family, spec.states, spec.actions, spec.methods, spec.eval_every, spec.epsilon, spec.cpus_per_trial,
+                   spec.algorithm, tuple((k, tuple(v) if isinstance(v, list) else v) for k, v in spec.game_options.items()))
+
+    @property
+    def game(self) -> dict:
+        """The family's game options (``game`` mapping of the spec, defaults filled in)."""
+        return dict(self.game_options)
 
 
 @dataclass

@@ -1,0 +1,135 @@
+"""What a sweep can run: algorithms, their sweepable parameters, and game families.
+
+This is the one place a new algorithm plugs into the sweep service. An :class:`Algorithm` names
+
+- its sweepable parameters (the spec's ``search_space`` keys, which are also Ray Tune's
+  ``param_space`` names and the MLflow child-run params: a contract, extend, never rename);
+- the game families it accepts (``game.family`` in the spec) — each :class:`Family` names the
+  other keys its ``game`` mapping may hold, with their checks and defaults;
+- its trial function, ``"module:function"``, imported lazily in the Ray worker, with the signature
+  ``run_trial(config: dict, settings: sweeps.trial.TrialSettings) -> sweeps.trial.TrialOutput``.
+
+A trial function returns the summary scalars with the shared names ``final_gap/<method>``,
+``auc/<method>``, ``speedup/final_gap`` ... (see :mod:`sweeps.trial`), so that stoppers, the
+progress line and ``metasweep status`` work for every algorithm.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+from dataclasses import dataclass
+from typing import Any, Callable
+
+__all__ = ["Param", "Family", "Algorithm", "ALGORITHMS", "FAMILIES", "register_algorithm", "register_family",
+           "is_num", "is_int"]
+
+
+def is_num(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+@dataclass(frozen=True)
+class Param:
+    """One sweepable parameter (or one key of a family's ``game`` mapping).
+
+    ``kind`` is "float", "int", "bool", "str", "alpha" (a float in (0, 1/2) or null) or "list"
+    (game keys only); ``check`` is a predicate on one value and ``requirement`` says it in words.
+    """
+
+    kind: str
+    check: Callable[[Any], bool]
+    requirement: str
+    default: Any = None
+    required: bool = False
+
+
+# ----------------------------------------------------------------------------- parameters
+
+#: Parameters every algorithm shares: the task family (K games, horizon, perturbation, seed) and T.
+COMMON_PARAMS: dict[str, Param] = {
+    "K": Param("int", lambda v: is_int(v) and 1 <= v <= 10_000, "an integer in [1, 10000]", required=True),
+    "H": Param("int", lambda v: is_int(v) and 1 <= v <= 1000, "an integer in [1, 1000]", required=True),
+    "sigma": Param("float", lambda v: is_num(v) and math.isfinite(v) and v >= 0, "a number >= 0", default=0.0),
+    "T": Param("int", lambda v: is_int(v) and 1 <= v <= 10_000_000, "an integer in [1, 1e7]", required=True),
+    "seed": Param("int", lambda v: is_int(v) and v >= 0, "an integer >= 0", default=0),
+}
+
+ETA = Param("float", lambda v: is_num(v) and math.isfinite(v) and v > 0, "a number > 0", required=True)
+ALPHA = Param("alpha", lambda v: v is None or (is_num(v) and 0 < v < 0.5), "null (1/sqrt(K)) or a number in (0, 1/2)")
+STAGE_RESET = Param("bool", lambda v: isinstance(v, bool), "true or false", default=True)
+TIE_BREAK = Param("str", lambda v: v in ("uniform", "first"), "'uniform' or 'first'", default="uniform")
+
+
+# ----------------------------------------------------------------------------- families and algorithms
+
+
+@dataclass(frozen=True)
+class Family:
+    """A game family of the spec's ``game`` mapping: ``game_keys`` are the keys allowed besides ``family``."""
+
+    name: str
+    game_keys: dict[str, Param]
+    description: str = ""
+
+    def options(self, game: dict) -> dict:
+        """The family's options with defaults filled in (``game`` already checked key by key)."""
+        return {k: game.get(k, p.default) for k, p in self.game_keys.items()}
+
+
+@dataclass(frozen=True)
+class Algorithm:
+    """A sweepable algorithm (module docstring)."""
+
+    name: str
+    params: dict[str, Param]
+    families: tuple[str, ...]
+    trial: str  # "module:function"
+    description: str = ""
+
+    @property
+    def config_keys(self) -> tuple[str, ...]:
+        """The Tune config keys of a trial = the MLflow params, in a stable order."""
+        return tuple(self.params)
+
+    def run_trial(self, config: dict, settings):
+        module, func = self.trial.split(":")
+        return getattr(importlib.import_module(module), func)(config, settings)
+
+
+ALGORITHMS: dict[str, Algorithm] = {}
+FAMILIES: dict[str, Family] = {}
+
+
+def register_family(family: Family) -> Family:
+    FAMILIES[family.name] = family
+    return family
+
+
+def register_algorithm(algorithm: Algorithm) -> Algorithm:
+    unknown = [f for f in algorithm.families if f not in FAMILIES]
+    if unknown:
+        raise ValueError(f"algorithm {algorithm.name}: unknown families {unknown}")
+    ALGORITHMS[algorithm.name] = algorithm
+    return algorithm
+
+
+_ACTIONS_2 = Param("list", lambda v: isinstance(v, list) and len(v) == 2 and all(is_int(a) and 1 <= a <= 1000 for a in v),
+                   "[A, B] with integers in [1, 1000]", default=[2, 2])
+_STATES = Param("int", lambda v: is_int(v) and 1 <= v <= 100_000, "an integer in [1, 100000]", default=2)
+
+register_family(Family("paper-zero-sum", {}, "the F.1 game (S = 2, A = B = 2) with perturbed rewards"))
+register_family(Family("random-zero-sum", {"states": _STATES, "actions": _ACTIONS_2},
+                       "a random base game (U[0,1] rewards, Dirichlet(1) transitions) with perturbed rewards"))
+
+register_algorithm(Algorithm(
+    "optimistic-mwu",
+    {"eta": ETA, "alpha": ALPHA, **COMMON_PARAMS, "stage_reset": STAGE_RESET, "tie_break": TIE_BREAK},
+    ("paper-zero-sum", "random-zero-sum"),
+    "sweeps.trial:run_trial",
+    "Algorithm 1 (zero-sum Markov games), meta-initialisation Eq. (5)",
+))

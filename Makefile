@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 SPEC ?= sweeps/specs/paper-fig2.yaml
 
-.PHONY: run test bench ui fig2 clean
+.PHONY: run test bench ui fig2 clean cluster-up cluster-down cluster-status
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,20 @@ test: $(STAMP)
 ## bench: the ratio benchmarks recorded in docs/benchmarks.md
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_algorithm1.py
+
+## cluster-up: a local multi-node cluster on 127.0.0.1 (Ray head + WORKERS worker nodes, PostgreSQL,
+## MLflow server), state in .state/cluster; prints the Ray address and tracking URI (README, "Running on a cluster")
+WORKERS ?= 1
+cluster-up: $(STAMP)
+	@$(BIN)/python -c "import psycopg" 2>/dev/null || $(BIN)/python -m pip install --quiet -e ".[postgres]"
+	$(BIN)/python cluster/harness.py up --workers $(WORKERS)
+
+## cluster-down: stop everything cluster-up started (by PID)
+cluster-down:
+	$(BIN)/python cluster/harness.py down
+
+cluster-status:
+	$(BIN)/python cluster/harness.py status
 
 clean:
 	rm -rf runs .pytest_cache

@@ -8,6 +8,7 @@ stderr and exit status 2, before any work starts.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import math
@@ -17,6 +18,15 @@ import sys
 import numpy as np
 
 log = logging.getLogger("metasweep")
+
+#: Algorithms of ``solve`` / ``meta`` besides Algorithm 1 ("optimistic-mwu"): name -> module. The module
+#: defines ``add_options(parser, command)`` (its own options on the ``solve`` or ``meta`` parser; it
+#: must import nothing heavy at module level), ``solve(args) -> dict`` and ``meta(args) -> dict``.
+CLI_ALGORITHMS: dict[str, str] = {}
+#: Game families of ``game make`` besides the zero-sum ones: name -> module defining ``add_options(parser)``
+#: and ``make_games(args) -> list`` of games (``ZeroSumGame`` or ``solvers.nplayer.MarkovGame``).
+GAME_MAKERS: dict[str, str] = {}
+ZERO_SUM_FAMILIES = ("paper-zero-sum", "random-zero-sum")
 
 
 class UsageError(Exception):
@@ -106,7 +116,8 @@ def _alpha(text: str) -> float:
 
 def _add_algorithm_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--iterations", "-T", type=_positive_int, required=True, help="T, iterations per game (>= 1)")
-    p.add_argument("--eta", type=_positive_float, required=True, help="learning rate eta > 0 (Theorem 1 needs eta <= 1/(8H^2))")
+    p.add_argument("--eta", type=_positive_float,
+                   help="learning rate eta > 0 (required by optimistic-mwu; Theorem 1 needs eta <= 1/(8H^2))")
     p.add_argument(
         "--no-stage-reset", dest="stage_reset", action="store_false",
         help="do not reset the iterates to the stage's initial policy at each stage start (default: reset, the paper's text)",
@@ -126,6 +137,22 @@ def _algorithm_options(args) -> dict:
                 eval_every=args.eval_every, eval_log_points=args.eval_log)
 
 
+def _add_plugin_options(p: argparse.ArgumentParser, command: str) -> None:
+    p.add_argument("--algorithm", choices=("optimistic-mwu", *CLI_ALGORITHMS), default="optimistic-mwu",
+                   help="optimistic-mwu: Algorithm 1 (zero-sum games, default); the others are documented in the README")
+    for module in dict.fromkeys(CLI_ALGORITHMS.values()):
+        importlib.import_module(module).add_options(p, command)
+
+
+def _plugin(args, command: str):
+    """The ``solve``/``meta`` handler of a non-default algorithm, or None for Algorithm 1 (which needs --eta)."""
+    if args.algorithm != "optimistic-mwu":
+        return getattr(importlib.import_module(CLI_ALGORITHMS[args.algorithm]), command)
+    if args.eta is None:
+        raise UsageError(f"{command} --algorithm optimistic-mwu needs --eta")
+    return None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="metasweep", description="Multi-agent meta-RL sweeps (Mao et al., NeurIPS 2023).")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging on stderr")
@@ -134,16 +161,20 @@ def build_parser() -> argparse.ArgumentParser:
     game = sub.add_parser("game", help="make game files")
     game_sub = game.add_subparsers(dest="game_command", required=True, parser_class=_Parser)
     make = game_sub.add_parser("make", help="write K perturbed games of a family as DIR/game_000.npz, ...")
-    make.add_argument("--family", choices=("paper-zero-sum", "random-zero-sum"), required=True,
-                      help="paper-zero-sum: the F.1 game; random-zero-sum: a random base game (U[0,1] rewards, Dirichlet(1) transitions)")
+    make.add_argument("--family", choices=(*ZERO_SUM_FAMILIES, *GAME_MAKERS), required=True,
+                      help="paper-zero-sum: the F.1 game; random-zero-sum: a random base game (U[0,1] rewards, "
+                           "Dirichlet(1) transitions); the other families are documented in the README")
     make.add_argument("--count", "-K", type=_positive_int, required=True, help="number of games K")
     make.add_argument("--sigma", type=_nonneg_float, required=True, help="std of the N(0, sigma^2) reward perturbation per (s, a, b)")
     make.add_argument("--horizon", "-H", type=_positive_int, required=True, help="horizon H")
     make.add_argument("--seed", type=_nonneg_int, required=True, help="seed of the family (game k uses child seed k)")
     make.add_argument("--states", type=_positive_int, default=2, help="S for random-zero-sum (default 2)")
-    make.add_argument("--actions", type=_positive_int, nargs=2, default=(2, 2), metavar=("A", "B"), help="A B for random-zero-sum (default 2 2)")
+    make.add_argument("--actions", type=_positive_int, nargs="+", metavar="A_i",
+                      help="actions per player: A B for random-zero-sum (default 2 2)")
     make.add_argument("--out", required=True, help="output directory")
     make.add_argument("--overwrite", action="store_true", help="replace existing game files in DIR")
+    for module in dict.fromkeys(GAME_MAKERS.values()):
+        importlib.import_module(module).add_options(make)
 
     nash = sub.add_parser("nash", help="Nash value (and an equilibrium) by backward induction with one LP per (h, s)")
     nash.add_argument("--game", required=True, help="game .npz")
@@ -153,9 +184,10 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--game", required=True, help="game .npz")
     ev.add_argument("--policy", required=True, help="policy .npz with policy_0 (H,S,A) and policy_1 (H,S,B)")
 
-    solve = sub.add_parser("solve", help="run Algorithm 1 on one game")
+    solve = sub.add_parser("solve", help="run one algorithm on one game (default: Algorithm 1)")
     solve.add_argument("--game", required=True, help="game .npz")
     _add_algorithm_options(solve)
+    _add_plugin_options(solve, "solve")
     solve.add_argument("--init", help="initial policy .npz (default: uniform)")
     solve.add_argument("--curve", required=True, help="output Parquet of the convergence curve")
     solve.add_argument("--policy-out", help="write the output (average) policy .npz")
@@ -163,6 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
     meta = sub.add_parser("meta", help="individual vs meta learning (Eq. 5) on a sequence of games")
     meta.add_argument("--games", nargs="+", required=True, help="game .npz files, in sequence order")
     _add_algorithm_options(meta)
+    _add_plugin_options(meta, "meta")
     meta.add_argument("--alpha", type=_alpha, help="alpha of Eq. 5 in (0, 1/2) (default 1/sqrt(K), capped at 0.45)")
     meta.add_argument("--curve", required=True, help="output Parquet of the per-game curves of both methods")
 
@@ -204,21 +237,29 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_game_make(args) -> dict:
-    from solvers.games import save_game
+    from solvers.games import ZeroSumGame, save_game
     from solvers.generators import game_family
+    from solvers.nplayer import save_markov_game
 
-    games = game_family(args.family, args.count, args.sigma, args.horizon, args.seed, args.states, tuple(args.actions))
+    if args.family in ZERO_SUM_FAMILIES:
+        actions = tuple(args.actions or (2, 2))
+        if len(actions) != 2:
+            raise UsageError(f"--actions takes A B (2 numbers) for {args.family}, got {len(actions)}")
+        games = game_family(args.family, args.count, args.sigma, args.horizon, args.seed, args.states, actions)
+    else:
+        games = importlib.import_module(GAME_MAKERS[args.family]).make_games(args)
     paths = [os.path.join(args.out, f"game_{k:03d}.npz") for k in range(args.count)]
     existing = [p for p in paths if os.path.exists(p)]
     if existing and not args.overwrite:
         raise UsageError(f"{existing[0]} already exists (pass --overwrite to replace {len(existing)} file(s))")
     os.makedirs(args.out, exist_ok=True)
     for path, g in zip(paths, games):
-        save_game(path, g)
-    H, S, A, B = games[0].shape
-    log.info("wrote %d games (H=%d, S=%d, A=%d, B=%d) to %s", len(paths), H, S, A, B, args.out)
+        (save_game if isinstance(g, ZeroSumGame) else save_markov_game)(path, g)
+    g = games[0]
+    H, S, actions = g.horizon, g.num_states, list(g.num_actions)
+    log.info("wrote %d games (H=%d, S=%d, actions=%s) to %s", len(paths), H, S, actions, args.out)
     return {"family": args.family, "count": args.count, "sigma": args.sigma, "horizon": H, "states": S,
-            "actions": [A, B], "seed": args.seed, "files": paths}
+            "actions": actions, "seed": args.seed, "files": paths}
 
 
 def cmd_nash(args) -> dict:
@@ -246,6 +287,8 @@ def cmd_solve(args) -> dict:
     from solvers.meta import solve_with_bound
     from tracking.curves import curve_table, write_curves
 
+    if plugin := _plugin(args, "solve"):
+        return plugin(args)
     game = load_game(args.game)
     opts = _algorithm_options(args)
     mu0 = nu0 = None
@@ -280,6 +323,8 @@ def cmd_meta(args) -> dict:
     from solvers.meta import run_sequence
     from tracking.curves import concat_curves, curve_table, write_curves
 
+    if plugin := _plugin(args, "meta"):
+        return plugin(args)
     games = [load_game(p) for p in args.games]
     opts = _algorithm_options(args)
     results = run_sequence(games, args.iterations, args.eta, alpha=args.alpha, **opts)

@@ -165,6 +165,10 @@ BAD_CASES = [
     (["evaluate", "--game", "{d}/good.npz", "--policy", "{d}/good.npz"], "missing key 'policy_0'"),
     (["game", "make", "--family", "poker", "--count", "2", "--sigma", "0.1", "-H", "2", "--seed", "0", "--out", "{d}/g"], "--family"),
     (["game", "make", "--family", "paper-zero-sum", "--count", "2", "--sigma", "-0.1", "-H", "2", "--seed", "0", "--out", "{d}/g"], "--sigma"),
+    (["solve", "--game", "{d}/good.npz", "-T", "5", "--curve", "{d}/c.parquet"], "needs --eta"),
+    (["meta", "--games", "{d}/good.npz", "-T", "5", "--curve", "{d}/c.parquet"], "needs --eta"),
+    (["game", "make", "--family", "random-zero-sum", "--actions", "2", "2", "2", "--count", "2", "--sigma", "0.1", "-H", "2",
+      "--seed", "0", "--out", "{d}/g"], "--actions takes A B"),
     (["nosuchcommand"], "invalid choice"),
 ]
 

@@ -16,6 +16,11 @@ column                         type     meaning
 =============================  =======  ====================================================
 
 Extra constant columns (e.g. ``seed``, ``stage_reset``) can be attached per block of rows.
+
+Algorithms on N-player games (projected Q-ascent, MAML, Algorithm 2/3) write the same leading
+columns ``method``, ``game``, ``iteration`` (0 = the initial policy where an algorithm records it)
+and ``gap`` (the algorithm's headline gap, documented with it), followed by their own named
+float64 columns (:func:`metric_table`).
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-__all__ = ["CURVE_COLUMNS", "curve_table", "concat_curves", "write_curves", "read_curves"]
+__all__ = ["CURVE_COLUMNS", "curve_table", "metric_table", "concat_curves", "write_curves", "read_curves"]
 
 CURVE_COLUMNS = ("method", "game", "iteration", "gap", "value", "best_response_value_max", "best_response_value_min")
 
@@ -45,6 +50,23 @@ def curve_table(method: str, game: int, result, **extra) -> pa.Table:
     }
     for key, val in extra.items():
         cols[key] = pa.array([val] * n)
+    return pa.table(cols)
+
+
+def metric_table(method: str, game: int, iterations, gap, **columns) -> pa.Table:
+    """Rows of one run of any algorithm: method, game, iteration, gap, then ``columns`` (float64 arrays)."""
+    n = len(iterations)
+    cols = {
+        "method": pa.array([method] * n, pa.string()),
+        "game": pa.array(np.full(n, game, dtype=np.int32)),
+        "iteration": pa.array(np.asarray(iterations, dtype=np.int64)),
+        "gap": pa.array(np.asarray(gap, dtype=np.float64)),
+    }
+    for key, val in columns.items():
+        arr = np.asarray(val, dtype=np.float64)
+        if arr.shape != (n,):
+            raise ValueError(f"column {key!r} has shape {arr.shape}, expected ({n},)")
+        cols[key] = pa.array(arr)
     return pa.table(cols)
 
 

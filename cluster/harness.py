@@ -36,7 +36,8 @@ manager, dashboard agent, metrics, runtime-env agent), all on 127.0.0.1, no dash
 Every Ray process gets ``RAY_AUTH_MODE=disabled`` (``../shared/design/STACK.md``: an explicit mode
 in every process that starts or joins a cluster; only loopback is reachable). It prints one JSON
 line: ``{"address": "127.0.0.1:P", "tracking_uri": "http://127.0.0.1:M", "nodes": [...], ...}``;
-then ``metasweep run SPEC --address 127.0.0.1:P --tracking-uri http://127.0.0.1:M`` (with
+each node's entry has its Ray ``node_id`` (``up`` waits until the GCS lists it alive); then
+``metasweep run SPEC --address 127.0.0.1:P --tracking-uri http://127.0.0.1:M`` (with
 ``RAY_AUTH_MODE=disabled`` in its environment) runs a sweep on it. If any component fails, what was
 already started is stopped again; exit 1 with one line ``harness: error: ...``.
 
@@ -210,6 +211,23 @@ def ray_bin() -> str:
 # ----------------------------------------------------------------------------- Ray nodes
 
 
+def gcs_nodes(address: str, timeout: float = 10.0) -> dict:
+    """Alive nodes registered in the GCS at ``address``: {node manager port: node id (hex)}.
+
+    Uses Ray's GCS client (``ray._raylet.GcsClient``, internal but stable since Ray 2.7; ≈ 0.5 s,
+    no driver, no session): it tells which node ``up`` just started, by the node manager port the
+    harness chose for it.
+    """
+    os.environ.update(RAY_ENV)  # an explicit auth mode before Ray is imported (STACK.md)
+    from ray._raylet import GcsClient
+
+    out = {}
+    for node_id, info in GcsClient(address=address).get_all_node_info(timeout=timeout).items():
+        if info.state == 0:  # GcsNodeInfo.ALIVE
+            out[int(info.node_manager_port)] = node_id.hex()
+    return out
+
+
 def _start_node(p: dict, role: str, index: int, cpus: int, object_store_mb: int, head_port: int | None,
                 timeout: float) -> dict:
     """Start one ``ray start --block`` node in its own session; wait until it reports it is running."""
@@ -253,7 +271,12 @@ def _start_node(p: dict, role: str, index: int, cpus: int, object_store_mb: int,
             fh.seek(start_offset)
             started = b"Ray runtime started" in fh.read()
         if started and (gcs is None or _port_open(gcs)):
-            return node
+            try:
+                node_id = gcs_nodes(f"{HOST}:{gcs or head_port}").get(node_manager)
+            except Exception:  # the GCS is not answering yet
+                node_id = None
+            if node_id:
+                return node | {"node_id": node_id, "node_manager_port": node_manager}
         if time.monotonic() > deadline:
             _stop_node(node, 2)
             raise HarnessError(f"ray start ({role} {index}) not running within {timeout:g} s (stopped); log {log_path}:\n"
@@ -403,8 +426,8 @@ def status(state_dir: str) -> dict:
     info = _read_info(p)
     if info is None:
         return {"running": False, "state_dir": p["dir"], "reason": f"no {p['info']}"}
-    nodes = [{"role": n["role"], "index": n["index"], "pid": n["pid"], "cpus": n["cpus"], "alive": _ours(n)}
-             for n in info.get("nodes", [])]
+    nodes = [{"role": n["role"], "index": n["index"], "pid": n["pid"], "cpus": n["cpus"], "node_id": n.get("node_id"),
+              "alive": _ours(n)} for n in info.get("nodes", [])]
     out = {"state_dir": p["dir"], "address": info.get("address"), "tracking_uri": info.get("tracking_uri"), "nodes": nodes}
     ok = bool(nodes) and all(n["alive"] for n in nodes)
     if info.get("mlflow"):

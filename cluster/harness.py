@@ -69,8 +69,9 @@ import postgres  # noqa: E402  (cluster/postgres.py)
 HOST = "127.0.0.1"
 INFO_FILE = "cluster.json"
 DEFAULT_STATE = os.path.join(REPO, ".state", "cluster")
-#: Unix socket paths (Ray's session dir + "/sockets/plasma_store") must stay below 108 bytes.
-MAX_RAY_TMP = 50
+#: Unix socket paths must stay below 108 bytes: DIR/ray + "/session_2026-11-24_14-49-23_104758_12120"
+#: + "/sockets/plasma_store.1" (≈ 71 bytes) leaves 36 for DIR/ray.
+MAX_RAY_TMP = 36
 #: Environment of every Ray process the harness starts (and what a driver needs to join).
 RAY_ENV = {"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0", "MLFLOW_DISABLE_TELEMETRY": "true",
            # trials run in processes of these nodes: their stdout is forwarded to the driver's

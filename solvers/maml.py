@@ -1,0 +1,552 @@
+"""MAML over Markov potential games (Section 4.2, Appendix D.2): exact gradients, exact
+Hessian-vector products, the T-step meta-gradient of Eq. (47).
+
+Setting. Softmax product policies ``pi_theta(a | s) = prod_i sigma(theta_i(. | s))[a_i]`` over an
+N-player game (:class:`solvers.nplayer.MarkovGame`). The paper states Section 4.2 for the
+infinite-horizon discounted setting; F.2-style games are finite-horizon. Both are supported:
+
+- discounted (``gamma`` set, H = 1): one stationary parameter ``theta_i`` (S, A_i) per player,
+  ``V = (I - gamma P_pi)^{-1} r_pi`` (one LU factorisation per policy), ``Phi(theta) = rho^T V``;
+- finite horizon: per-step parameters ``theta_{h,i}`` (H, S, A_i), backward induction
+  ``Q_h = phi_h + P_h V_{h+1}``, ``V_h(s) = sum_a pi_h(a|s) Q_h(s, a)``, ``Phi(theta) = rho^T V_1``
+  (``rho`` the one-hot initial state).
+
+The parameter vector ``theta`` is flat: player blocks (H, S, A_i) in C order, concatenated.
+
+Potential. ``Phi(theta; G)`` is the value of a stage potential reward ``phi_h(s, a)`` under
+pi_theta (:func:`stage_potential`). For an identical-interest game (F.2) ``phi = r_1`` and Phi is
+the exact potential of the Markov game (and the common value). Reading for other games whose
+stage rewards are a potential game, ``r_i = phi + u_i(s, a_{-i})`` (e.g. the LQ-tracking game of
+F.3): phi is fixed up to a per-(h, s) constant, chosen so that its mean over joint actions equals
+the players' mean reward; Phi is then the exact Markov potential only when the dummy terms' values
+do not depend on player i's policy (e.g. action-independent transitions). The inner step follows
+the paper's operator ``zeta(theta) = theta + alpha grad Phi(theta)`` (Eq. 9/41), which equals
+independent policy-gradient ascent (Eq. 44) whenever Phi is an exact potential.
+
+Gradient (policy-gradient theorem, Eq. 45, with the unnormalised visitation
+``d(s) = sum_t gamma^t Pr(s_t = s)`` resp. ``d_h(s) = Pr(s_h = s)``)::
+
+    dPhi/dtheta_i(s, b) = d(s) [ sum_{a: a_i = b} pi(a|s) Q(s, a)  -  sigma_i(b|s) V(s) ]
+
+which is ``d(s) sigma_i(b|s) (Qbar_i(s, b) - V(s))``, Eq. (45) times 1/(1-gamma) in the paper's
+normalisation. Hessian-vector products ``H u`` are the exact directional derivative of this closed
+form along u (forward mode over the reverse-mode gradient, written by hand): tangents
+``pidot = pi * sum_j (u_j(a_j) - <sigma_j, u_j>)``, ``Vdot`` (one more backward pass, resp. one
+more LU solve), ``ddot`` (one more forward pass, resp. a transposed solve), then the product rule.
+This is the same matrix as Lemma 15's closed form (both are the exact Hessian of Phi), at about
+the cost of one more gradient and O(D) memory; a dense Hessian is formed only by
+:func:`dense_hessian` (tests, tiny games).
+
+Meta-gradient (Eq. 46/47). With ``theta^(0) = theta``, ``theta^(t+1) = theta^(t) + alpha grad
+Phi(theta^(t))``::
+
+    grad F_T(theta) = mean_G [ prod_{t=0}^{T-1} (I + alpha Hess Phi(theta^(t); G)) ] grad Phi(theta^(T); G)
+
+computed right to left: ``v = grad Phi(theta^(T))``, then ``v <- v + alpha H(theta^(t)) v`` for
+t = T-1, ..., 0 (the Hessians are symmetric, so this is the exact chain rule). The outer step is
+``theta <- theta + beta grad F_T(theta)`` (Eq. 47, beta the paper's eta).
+
+References
+----------
+Mao et al., Multi-Agent Meta-Reinforcement Learning: Sharper Convergence Rates with Task
+Similarity, NeurIPS 2023: Section 4.2, Eq. (9)-(10), Appendix D.2 Eq. (40)-(47), Lemma 15, Theorem 4.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.linalg
+
+from .nplayer import MarkovGame
+
+__all__ = [
+    "PotentialGame",
+    "stage_potential",
+    "potential_game",
+    "theta_size",
+    "split_theta",
+    "softmax_policies",
+    "potential",
+    "potential_gradient",
+    "hessian_vector_product",
+    "dense_hessian",
+    "adapt",
+    "meta_gradient",
+    "nash_gaps",
+    "MamlEvaluation",
+    "MamlResult",
+    "run_maml",
+]
+
+#: Tolerance of the stage-potential check (max abs deviation of r_i - phi across a_i).
+POTENTIAL_ATOL = 1e-9
+#: Largest parameter dimension for which :func:`dense_hessian` builds a dense matrix.
+MAX_DENSE_HESSIAN = 4000
+
+
+# ----------------------------------------------------------------------------- the game's potential
+
+
+def stage_potential(rewards: np.ndarray, atol: float = POTENTIAL_ATOL) -> np.ndarray:
+    """A stage potential ``phi_h(s, a)`` of rewards (N, H, S, A_1, ..., A_N) (module docstring).
+
+    Identical interest: ``phi = r_1``. Otherwise the telescoping potential
+    ``phi(a) = sum_i [r_i(a_1..a_i, 0..0) - r_i(a_1..a_{i-1}, 0, 0..0)]`` shifted per (h, s) to the
+    players' mean reward; raises ``ValueError`` unless ``r_i - phi`` is independent of ``a_i``
+    (within ``atol``) for every player.
+    """
+    r = np.asarray(rewards, dtype=np.float64)
+    N = r.shape[0]
+    if np.all(np.abs(r - r[:1]) <= atol):
+        return np.ascontiguousarray(r[0])
+    phi = np.zeros(r.shape[1:])
+    for i in range(N):
+        # r_i at (a_1..a_i, 0_{>i}) minus r_i at (a_1..a_{i-1}, 0_i, 0_{>i}), broadcast over a_{>i}
+        hi = r[i][(slice(None),) * (3 + i) + (slice(0, 1),) * (N - i - 1)]
+        phi = phi + (hi - np.take(hi, [0], axis=2 + i))
+    joint_axes = tuple(range(2, 2 + N))
+    phi = phi + (r.mean(axis=0).mean(axis=joint_axes, keepdims=True) - phi.mean(axis=joint_axes, keepdims=True))
+    for i in range(N):
+        dummy = r[i] - phi
+        dev = np.max(np.abs(dummy - np.take(dummy, [0], axis=2 + i)))
+        if dev > atol:
+            raise ValueError(f"player {i}'s rewards are not a stage potential game: r_{i} - phi varies with a_{i} "
+                             f"by {dev:.3g} > {atol:g} (MAML needs a potential, Section 4.2)")
+    return phi
+
+
+@dataclass(frozen=True)
+class PotentialGame:
+    """The arrays the MAML kernels use, prepared once per game.
+
+    phi : float64 (H, S, J), the stage potential over joint actions (J = prod A_i, C order)
+    P : float64 (H, S*J, S), transitions with (s, a) flattened (a view of the game's array)
+    rho : float64 (S,), the initial distribution
+    gamma : None (finite horizon) or the discount
+    actions : (A_1, ..., A_N)
+    game : the source :class:`MarkovGame` (its rewards give the NE-gap)
+    """
+
+    phi: np.ndarray
+    P: np.ndarray
+    rho: np.ndarray
+    gamma: float | None
+    actions: tuple
+    game: MarkovGame
+
+    @property
+    def horizon(self) -> int:
+        return self.phi.shape[0]
+
+    @property
+    def num_states(self) -> int:
+        return self.phi.shape[1]
+
+    @property
+    def dim(self) -> int:
+        return theta_size(self.horizon, self.num_states, self.actions)
+
+
+def potential_game(game: MarkovGame, atol: float = POTENTIAL_ATOL) -> PotentialGame:
+    """Prepare ``game`` for MAML; ``ValueError`` if its stage rewards have no potential."""
+    if not isinstance(game, MarkovGame):
+        raise TypeError(f"MAML needs an N-player MarkovGame, got {type(game).__name__}")
+    H, S, A = game.horizon, game.num_states, game.num_actions
+    J = int(np.prod(A))
+    phi = stage_potential(game.rewards, atol).reshape(H, S, J)
+    P = np.ascontiguousarray(game.transitions).reshape(H, S * J, S)
+    return PotentialGame(np.ascontiguousarray(phi), P, game.initial_distribution, game.gamma, tuple(A), game)
+
+
+def _prepare(game) -> PotentialGame:
+    return game if isinstance(game, PotentialGame) else potential_game(game)
+
+
+# ----------------------------------------------------------------------------- parameters and policies
+
+
+def theta_size(H: int, S: int, actions) -> int:
+    return H * S * int(sum(actions))
+
+
+def split_theta(theta: np.ndarray, H: int, S: int, actions) -> list[np.ndarray]:
+    """Views of the flat ``theta`` as one (H, S, A_i) block per player."""
+    out, k = [], 0
+    for a in actions:
+        out.append(theta[k:k + H * S * a].reshape(H, S, a))
+        k += H * S * a
+    if k != theta.shape[0]:
+        raise ValueError(f"theta has {theta.shape[0]} entries, expected {k} for H={H}, S={S}, actions={tuple(actions)}")
+    return out
+
+
+def _softmax(x: np.ndarray) -> np.ndarray:
+    z = np.exp(x - x.max(axis=-1, keepdims=True))
+    return z / z.sum(axis=-1, keepdims=True)
+
+
+def softmax_policies(theta: np.ndarray, H: int, S: int, actions) -> list[np.ndarray]:
+    """The product policy of ``theta``: one (H, S, A_i) softmax per player (Section 4.2)."""
+    return [_softmax(t) for t in split_theta(np.asarray(theta, dtype=np.float64), H, S, actions)]
+
+
+def _axis_shape(N: int, i: int, a: int) -> tuple:
+    shape = [1] * N
+    shape[i] = a
+    return tuple(shape)
+
+
+def _joint(factors: list[np.ndarray], combine) -> np.ndarray:
+    """(H, S, J): ``combine`` (np.multiply / np.add) of per-player (H, S, A_i) arrays over joint actions."""
+    N = len(factors)
+    H, S = factors[0].shape[:2]
+    out = factors[0].reshape((H, S) + _axis_shape(N, 0, factors[0].shape[2]))
+    for i in range(1, N):
+        out = combine(out, factors[i].reshape((H, S) + _axis_shape(N, i, factors[i].shape[2])))
+    return out.reshape(H, S, -1)
+
+
+def _marginals(W: np.ndarray, actions) -> list[np.ndarray]:
+    """Per player i, (H, S, A_i): ``sum_{a: a_i = b} W(h, s, a)``."""
+    H, S = W.shape[:2]
+    N = len(actions)
+    Wf = W.reshape((H, S) + tuple(actions))
+    return [Wf.sum(axis=tuple(2 + j for j in range(N) if j != i)) for i in range(N)]
+
+
+# ----------------------------------------------------------------------------- exact value, gradient, HVP
+
+
+@dataclass
+class _Primal:
+    """Everything of one policy that the gradient and the tangent pass reuse."""
+
+    sig: list  # per player (H, S, A_i)
+    pi: np.ndarray  # (H, S, J)
+    Q: np.ndarray  # (H, S, J)
+    W: np.ndarray  # pi * Q
+    V: np.ndarray  # (H + 1, S), V[H] = 0
+    d: np.ndarray  # (H, S)
+    lu: tuple | None  # LU of I - gamma P_pi (discounted)
+    value: float
+
+
+def _primal(theta: np.ndarray, g: PotentialGame) -> _Primal:
+    H, S = g.horizon, g.num_states
+    sig = softmax_policies(theta, H, S, g.actions)
+    pi = _joint(sig, np.multiply)
+    J = pi.shape[2]
+    V = np.zeros((H + 1, S))
+    d = np.empty((H, S))
+    if g.gamma is None:
+        Q = np.empty((H, S, J))
+        for h in range(H - 1, -1, -1):
+            Q[h] = g.phi[h] + (g.P[h] @ V[h + 1]).reshape(S, J)
+            V[h] = np.einsum("sj,sj->s", pi[h], Q[h])
+        d[0] = g.rho
+        for h in range(H - 1):
+            d[h + 1] = (d[h][:, None] * pi[h]).reshape(-1) @ g.P[h]
+        lu = None
+    else:
+        P3 = g.P[0].reshape(S, J, S)
+        M = np.eye(S) - g.gamma * np.matmul(pi[0][:, None, :], P3)[:, 0, :]
+        lu = scipy.linalg.lu_factor(M, check_finite=False)
+        V[0] = scipy.linalg.lu_solve(lu, np.einsum("sj,sj->s", pi[0], g.phi[0]), check_finite=False)
+        Q = (g.phi[0] + g.gamma * (g.P[0] @ V[0]).reshape(S, J))[None]
+        d[0] = scipy.linalg.lu_solve(lu, g.rho, trans=1, check_finite=False)
+    W = pi * Q
+    return _Primal(sig, pi, Q, W, V, d, lu, float(g.rho @ V[0]))
+
+
+def _gradient(p: _Primal, g: PotentialGame) -> np.ndarray:
+    Mi = _marginals(p.W, g.actions)
+    V = p.V[:-1, :, None]
+    return np.concatenate([(p.d[:, :, None] * (m - s * V)).ravel() for m, s in zip(Mi, p.sig)])
+
+
+def _tangent(p: _Primal, g: PotentialGame, u: np.ndarray) -> np.ndarray:
+    """H u: the directional derivative of :func:`_gradient` along ``u`` (module docstring)."""
+    H, S = g.horizon, g.num_states
+    us = split_theta(u, H, S, g.actions)
+    centred = [ui - np.einsum("hsa,hsa->hs", s, ui)[:, :, None] for s, ui in zip(p.sig, us)]
+    sigdot = [s * c for s, c in zip(p.sig, centred)]
+    pidot = p.pi * _joint(centred, np.add)
+    J = p.pi.shape[2]
+    Vdot = np.zeros((H + 1, S))
+    ddot = np.zeros((H, S))
+    if g.gamma is None:
+        Wdot = np.empty_like(p.W)
+        for h in range(H - 1, -1, -1):
+            Wdot[h] = pidot[h] * p.Q[h] + p.pi[h] * (g.P[h] @ Vdot[h + 1]).reshape(S, J)
+            Vdot[h] = Wdot[h].sum(axis=1)
+        for h in range(H - 1):
+            ddot[h + 1] = (ddot[h][:, None] * p.pi[h] + p.d[h][:, None] * pidot[h]).reshape(-1) @ g.P[h]
+    else:
+        Vdot[0] = scipy.linalg.lu_solve(p.lu, np.einsum("sj,sj->s", pidot[0], p.Q[0]), check_finite=False)
+        Wdot = pidot * p.Q + p.pi * (g.gamma * (g.P[0] @ Vdot[0]).reshape(S, J))[None]
+        rhs = g.gamma * ((p.d[0][:, None] * pidot[0]).reshape(-1) @ g.P[0])
+        ddot[0] = scipy.linalg.lu_solve(p.lu, rhs, trans=1, check_finite=False)
+    Mi = _marginals(p.W, g.actions)
+    Mdot = _marginals(Wdot, g.actions)
+    V, Vd = p.V[:-1, :, None], Vdot[:-1, :, None]
+    d, dd = p.d[:, :, None], ddot[:, :, None]
+    return np.concatenate([
+        (dd * (m - s * V) + d * (md - sd * V - s * Vd)).ravel()
+        for m, md, s, sd in zip(Mi, Mdot, p.sig, sigdot)
+    ])
+
+
+def _check_theta(theta, g: PotentialGame, name: str = "theta") -> np.ndarray:
+    t = np.asarray(theta, dtype=np.float64)
+    if t.shape != (g.dim,):
+        raise ValueError(f"{name} must have shape ({g.dim},) for this game, got {t.shape}")
+    if not np.all(np.isfinite(t)):
+        raise ValueError(f"{name} has non-finite entries")
+    return t
+
+
+def potential(theta, game) -> float:
+    """Phi(theta; G), the potential's value under the softmax policy of ``theta``."""
+    g = _prepare(game)
+    return _primal(_check_theta(theta, g), g).value
+
+
+def potential_gradient(theta, game) -> tuple[float, np.ndarray]:
+    """(Phi(theta), grad Phi(theta)) exactly (Eq. 45 in this module's normalisation)."""
+    g = _prepare(game)
+    p = _primal(_check_theta(theta, g), g)
+    return p.value, _gradient(p, g)
+
+
+def hessian_vector_product(theta, game, u) -> np.ndarray:
+    """The exact product Hess Phi(theta) u (forward mode over the closed-form gradient)."""
+    g = _prepare(game)
+    t = _check_theta(theta, g)
+    return _tangent(_primal(t, g), g, _check_theta(u, g, "u"))
+
+
+def dense_hessian(theta, game) -> np.ndarray:
+    """Hess Phi(theta) as a dense (D, D) matrix, column by column from HVPs (tiny games only)."""
+    g = _prepare(game)
+    t = _check_theta(theta, g)
+    if g.dim > MAX_DENSE_HESSIAN:
+        raise ValueError(f"a dense Hessian of dimension {g.dim} > {MAX_DENSE_HESSIAN} is refused: use hessian_vector_product")
+    p = _primal(t, g)
+    return np.column_stack([_tangent(p, g, e) for e in np.eye(g.dim)])
+
+
+# ----------------------------------------------------------------------------- inner loop and meta-gradient
+
+
+def adapt(theta, game, T: int, alpha: float, keep: bool = False):
+    """T steps of exact policy-gradient ascent ``theta <- theta + alpha grad Phi(theta)`` (Eq. 44-45).
+
+    Returns ``(theta_T, Phi(theta_T), primals)``; ``primals`` (the T pre-step primals, for the
+    meta-gradient) is empty unless ``keep``.
+    """
+    g = _prepare(game)
+    t = _check_theta(theta, g).copy()
+    primals = []
+    for _ in range(T):
+        p = _primal(t, g)
+        if keep:
+            primals.append(p)
+        t = t + alpha * _gradient(p, g)
+    return t, _primal(t, g), primals
+
+
+def meta_gradient(theta, game, T: int, alpha: float) -> tuple[float, np.ndarray]:
+    """One game's term of Eq. (46): (Phi(theta^(T)), prod_t (I + alpha H_t) grad Phi(theta^(T)))."""
+    g = _prepare(game)
+    _, pT, primals = adapt(theta, g, T, alpha, keep=True)
+    v = _gradient(pT, g)
+    for p in reversed(primals):
+        v = v + alpha * _tangent(p, g, v)
+    return pT.value, v
+
+
+# ----------------------------------------------------------------------------- NE-gap of a product policy
+
+
+def nash_gaps(game: MarkovGame, policies: list[np.ndarray], tol: float = 1e-12, max_iter: int = 10_000):
+    """Per-player (V_i(pi), V_i^{dag, pi_{-i}}) of a product policy, exactly.
+
+    Finite horizon: backward induction. Discounted: policy iteration on player i's MDP against
+    pi_{-i} (exact linear solves; stops when the greedy policy repeats). Returns two (N,) arrays;
+    the NE-gap is ``max_i (br_i - v_i)`` and the F.2 average form ``mean_i (br_i - v_i)``.
+    """
+    N, H, S, A = game.num_players, game.horizon, game.num_states, game.num_actions
+    J = int(np.prod(A))
+    rho = game.initial_distribution
+    pi = _joint([np.asarray(p, dtype=np.float64) for p in policies], np.multiply)
+    P = np.ascontiguousarray(game.transitions).reshape(H, S, J, S)
+    R = game.rewards.reshape(N, H, S, J)
+    values, brs = np.empty(N), np.empty(N)
+    for i in range(N):
+        # player i's MDP against pi_{-i}: weights pi / sigma_i summed over a_{-i}; built without division
+        others = [np.ones_like(p) if j == i else np.asarray(p, dtype=np.float64) for j, p in enumerate(policies)]
+        w = _joint(others, np.multiply).reshape((H, S) + tuple(A))
+        w = np.moveaxis(w, 2 + i, -1).reshape(H, S, -1, A[i])  # (H, S, J/A_i, A_i)
+        Ri = np.moveaxis(R[i].reshape((H, S) + tuple(A)), 2 + i, -1).reshape(H, S, -1, A[i])
+        Pi = np.moveaxis(P.reshape((H, S) + tuple(A) + (S,)), 2 + i, -2).reshape(H, S, -1, A[i], S)
+        r_br = np.einsum("hsoa,hsoa->hsa", w, Ri)
+        P_br = np.einsum("hsoa,hsoat->hsat", w, Pi)
+        r_pi = np.einsum("hsj,hsj->hs", pi, R[i])
+        P_pi = np.einsum("hsj,hsjt->hst", pi, P)
+        if game.gamma is None:
+            v, vb = np.zeros(S), np.zeros(S)
+            for h in range(H - 1, -1, -1):
+                v = r_pi[h] + P_pi[h] @ v
+                vb = (r_br[h] + P_br[h] @ vb).max(axis=1)
+            values[i], brs[i] = rho @ v, rho @ vb
+        else:
+            gm = game.gamma
+            v = np.linalg.solve(np.eye(S) - gm * P_pi[0], r_pi[0])
+            act = np.argmax(r_br[0] + gm * P_br[0] @ v, axis=1)
+            for _ in range(max_iter):
+                idx = np.arange(S)
+                vb = np.linalg.solve(np.eye(S) - gm * P_br[0][idx, act], r_br[0][idx, act])
+                q = r_br[0] + gm * P_br[0] @ vb
+                keep = q[idx, act] >= q.max(axis=1) - tol * max(1.0, np.abs(q).max())
+                new = np.where(keep, act, np.argmax(q, axis=1))
+                if np.array_equal(new, act):
+                    break
+                act = new
+            values[i], brs[i] = rho @ v, rho @ vb
+    return values, brs
+
+
+# ----------------------------------------------------------------------------- the MAML run
+
+
+@dataclass(frozen=True)
+class MamlEvaluation:
+    """Held-out games after T adaptation steps from one initialisation: per game (n_test,) arrays."""
+
+    potential: np.ndarray  # Phi(theta^(T); G)
+    gap: np.ndarray  # max_i (V_i^dag - V_i)
+    gap_avg: np.ndarray  # mean_i (V_i^dag - V_i), the F.2 form
+
+
+@dataclass(frozen=True)
+class MamlResult:
+    """A MAML run (Eq. 47). ``outer`` is 0..M (0 = before the first outer step).
+
+    grad_norm[k], potential[k] : ||grad F_T(theta^k)|| (Theorem 4's quantity) and F_T(theta^k) on the
+        training games; for k = M they are computed at the final theta.
+    eval_outer : outer iterations at which the held-out games were evaluated (0 and M included)
+    meta : MamlEvaluation per entry of eval_outer (adaptation from theta^k)
+    uniform : MamlEvaluation of the uniform initialisation theta = 0 (does not change with k)
+    """
+
+    outer: np.ndarray
+    grad_norm: np.ndarray
+    potential: np.ndarray
+    eval_outer: np.ndarray
+    meta: list
+    uniform: MamlEvaluation
+    theta: np.ndarray
+    T: int
+    alpha: float
+    beta: float
+    kernel_seconds: float
+    timing: dict = field(default_factory=dict)
+
+    def summary(self) -> dict:
+        last = self.meta[-1]
+        return {
+            "outer_iterations": int(self.outer[-1]),
+            "grad_norm_initial": float(self.grad_norm[0]),
+            "grad_norm_final": float(self.grad_norm[-1]),
+            "grad_norm_min": float(np.min(self.grad_norm)),
+            "potential_initial": float(self.potential[0]),
+            "potential_final": float(self.potential[-1]),
+            "meta": {"gap": float(last.gap.mean()), "gap_avg": float(last.gap_avg.mean()),
+                     "potential": float(last.potential.mean())},
+            "individual": {"gap": float(self.uniform.gap.mean()), "gap_avg": float(self.uniform.gap_avg.mean()),
+                           "potential": float(self.uniform.potential.mean())},
+        }
+
+
+def _check_games(games, name: str) -> list[PotentialGame]:
+    if len(games) == 0:
+        raise ValueError(f"{name}: at least one game is needed")
+    out = [_prepare(g) for g in games]
+    g0 = out[0]
+    for k, g in enumerate(out):
+        if (g.phi.shape, g.actions, g.gamma is None) != (g0.phi.shape, g0.actions, g0.gamma is None):
+            raise ValueError(f"{name}[{k}] has shape {g.phi.shape} / actions {g.actions} / "
+                             f"{'finite horizon' if g.gamma is None else 'discounted'}, unlike game 0")
+    return out
+
+
+def evaluate_initialisation(theta, games, T: int, alpha: float) -> MamlEvaluation:
+    """Adapt T steps from ``theta`` on every game; the potential and the exact NE-gaps after adaptation."""
+    pot, gap, gap_avg = [], [], []
+    for g in games:
+        g = _prepare(g)
+        tT, pT, _ = adapt(theta, g, T, alpha)
+        v, br = nash_gaps(g.game, pT.sig)
+        pot.append(pT.value)
+        gap.append(float(np.max(br - v)))
+        gap_avg.append(float(np.mean(br - v)))
+    return MamlEvaluation(np.array(pot), np.array(gap), np.array(gap_avg))
+
+
+def _check_run_args(T, alpha, outer_iterations, beta, eval_every):
+    if isinstance(T, bool) or not isinstance(T, (int, np.integer)) or T < 0:
+        raise ValueError(f"T (inner steps) must be an integer >= 0, got {T!r}")
+    for name, v in (("alpha", alpha), ("beta", beta)):
+        if not (isinstance(v, (int, float)) and np.isfinite(v) and v > 0):
+            raise ValueError(f"{name} must be a finite number > 0, got {v!r}")
+    for name, v in (("outer_iterations", outer_iterations), ("eval_every", eval_every)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < (0 if name == "outer_iterations" else 1):
+            raise ValueError(f"{name} must be an integer >= {0 if name == 'outer_iterations' else 1}, got {v!r}")
+
+
+def run_maml(train_games, test_games, T: int, alpha: float, outer_iterations: int, beta: float,
+             eval_every: int = 1, theta0=None) -> MamlResult:
+    """MAML (Eq. 47) on ``train_games`` (full batch: the uniform distribution over them, as in D.2),
+    evaluated on held-out ``test_games`` every ``eval_every`` outer iterations (and at 0 and M).
+
+    Parameters
+    ----------
+    train_games, test_games : sequences of MarkovGame (or PotentialGame), all of one shape
+    T : inner policy-gradient steps (Eq. 44); T = 0 gives plain gradient ascent on mean Phi
+    alpha : inner step size; beta : outer step size (the paper's eta in Eq. 47)
+    outer_iterations : M outer steps; theta0 : initial meta-parameter (default 0 = uniform policies)
+    """
+    _check_run_args(T, alpha, outer_iterations, beta, eval_every)
+    train = _check_games(train_games, "train_games")
+    test = _check_games(test_games, "test_games")
+    if test[0].phi.shape != train[0].phi.shape or test[0].actions != train[0].actions:
+        raise ValueError("held-out games must have the training games' shape and actions")
+    dim = train[0].dim
+    theta = np.zeros(dim) if theta0 is None else _check_theta(theta0, train[0], "theta0").copy()
+    t0 = time.perf_counter()
+    t_eval = 0.0
+    uniform = evaluate_initialisation(np.zeros(dim), test, T, alpha)
+    grad_norm, pot, eval_outer, meta = [], [], [], []
+    for k in range(outer_iterations + 1):
+        if k % eval_every == 0 or k == outer_iterations:
+            te = time.perf_counter()
+            meta.append(evaluate_initialisation(theta, test, T, alpha))
+            eval_outer.append(k)
+            t_eval += time.perf_counter() - te
+        grad = np.zeros(dim)
+        val = 0.0
+        for g in train:
+            f, v = meta_gradient(theta, g, T, alpha)
+            val += f / len(train)
+            grad += v / len(train)
+        grad_norm.append(float(np.linalg.norm(grad)))
+        pot.append(val)
+        if k < outer_iterations:
+            theta = theta + beta * grad
+    total = time.perf_counter() - t0
+    return MamlResult(np.arange(outer_iterations + 1), np.array(grad_norm), np.array(pot), np.array(eval_outer), meta,
+                      uniform, theta, int(T), float(alpha), float(beta), total,
+                      {"total_s": total, "evaluation_s": t_eval})

@@ -1,0 +1,341 @@
+"""Exact CCE-gaps (Section 5): Markov correlated policies, and Algorithm 3's correlated output policy.
+
+CCE-gap(pi) = max_i V^{dag, pi_{-i}}_{1,i}(s_1) - V^{pi}_{1,i}(s_1) (NOTES.md, Section 2): the most any
+player gains by deviating, while the others keep playing pi.
+
+**Markov correlated policy** rho: a joint distribution rho_h(a | s) over joint actions per (h, s),
+drawn afresh at every step. The others' actions at (h, s) are then independent of the history, so
+player i faces an MDP and its best deviation (over all history-dependent policies) is found by
+backward induction from V_{H+1} = 0:
+
+    V_{h,i}(s)     = sum_a rho_h(a|s) [r_{h,i} + P_h V_{h+1,i}](s, a)
+    V^dag_{h,i}(s) = max_{a_i} sum_{a_{-i}} rho_{h,-i}(a_{-i}|s) [r_{h,i} + P_h V^dag_{h+1,i}](s, a_i, a_{-i})
+
+with rho_{h,-i} the marginal of the others. A product policy prod_i pi_i is the special case
+rho = prod_i pi_i (its CCE-gap is then the max-form NE-gap).
+
+**Algorithm 3's policy** (Appendix E.1). Reading of Algorithm 3 and line 11 of Algorithm 2: the
+output is pi_bar^t_1 for t ~ Unif([T]); pi_bar^t_h plays pi^t_h at step h, then draws j uniformly
+from the stage before t's stage, plays pi^j_{h+1}, and carries j forward. Because j is drawn
+uniformly from a whole stage whatever t was, the index at step h is uniform over stage
+tau(t) - h + 1 and independent of the past given t: pi_bar^t_1 is the Markov correlated policy that
+plays the product pi^t_1 at step 1 and the stage mixture
+
+    M^sigma_h(a | s) = (1/L_sigma) sum_{j in stage sigma} prod_i pi^j_{h,i}(a_i | s),   sigma = tau(t) - h + 1,
+
+at steps h >= 2. Reading: Algorithm 3 is undefined when sigma < 1 (early stages have no previous
+stage); we then use stage 1 (sigma = max(1, tau(t) - h + 1)). The policy is kept compactly as the
+trajectory {pi^t} and the stage schedule; the stage mixtures are computed from them, never sampled.
+The dynamic programme runs over (h, s, iteration index): the continuation values from step 2 on
+depend on t only through its stage (one backward induction per stage), step 1 on t itself.
+
+Reported for a run of T iterations (each labelled):
+
+* ``algorithm3``: (1/T) sum_t CCE-gap(pi_bar^t_1), the expected CCE-gap of Algorithm 2's random
+  output, each CCE-gap exact; it is the quantity Theorem 5's proof bounds (first display of E.2),
+  and (1/T) sum_t V^{pi_bar^t_1}_{1,i}(s_1), the expected value per player. After t' iterations it
+  is the mean over t <= t' (the same run truncated at t').
+* ``algorithm3_mixture_bound``: max_i (1/T) sum_t [V^{dag,t}_{1,i} - V^t_{1,i}], an upper bound on the
+  CCE-gap of the mixture over t read as one correlated policy (a deviator who knows t does at least
+  as well), and <= ``algorithm3``.
+* ``joint_average``: the Markov correlated policy (1/T) sum_t prod_i pi^t_{h,i}.
+* ``product_average``: the product of the per-player averages (1/T) sum_t pi^t_{h,i}.
+"""
+
+from __future__ import annotations
+
+import os
+import string
+from dataclasses import dataclass
+
+import numpy as np
+from numba import njit
+
+from .games import MAX_DENSE_ENTRIES, GameError, _as_float_array, _check_distributions, _open_npz, _read_array
+from .nplayer import MarkovGame
+from .schedule import eval_iterations
+
+__all__ = [
+    "CCEEvaluation",
+    "evaluate_joint_policy",
+    "product_joint",
+    "validate_joint_policy",
+    "load_joint_policy",
+    "save_joint_policy",
+    "CCECurves",
+    "cce_curves",
+    "certified_evaluations",
+]
+
+
+@dataclass(frozen=True)
+class CCEEvaluation:
+    """Exact values at s_1 of a correlated policy: per player V^pi_{1,i} and the best-deviation value V^{dag,pi_-i}_{1,i}."""
+
+    values: np.ndarray
+    best_response_values: np.ndarray
+    label: str = "markov_joint"
+
+    @property
+    def gains(self) -> np.ndarray:
+        return self.best_response_values - self.values
+
+    @property
+    def cce_gap(self) -> float:
+        return float(self.gains.max())
+
+    def as_dict(self) -> dict:
+        return {"policy": self.label, "cce_gap": self.cce_gap, "values": self.values.tolist(),
+                "best_response_values": self.best_response_values.tolist()}
+
+
+def product_joint(policies) -> np.ndarray:
+    """The joint distribution prod_i pi_{h,i}(a_i | s): (H, S, A_1, ..., A_N) from one (..., H, S, A_i) array per player."""
+    N = len(policies)
+    letters = string.ascii_letters[:N]
+    spec = ",".join(f"...{c}" for c in letters) + "->..." + letters
+    return np.einsum(spec, *policies)
+
+
+def _step(game_r, P2, h, joint, V_next, B_next):
+    """One step of the backward induction (module docstring) at step h for all players and states.
+
+    game_r: (N, H, S, A_1..A_N); P2: (H, S*J, S); joint: (S, A_1..A_N); V_next, B_next: (N, S).
+    Returns V_h, V^dag_h: (N, S).
+    """
+    N, S = game_r.shape[0], game_r.shape[2]
+    acts = game_r.shape[3:]
+    cont = (P2[h] @ np.concatenate([V_next, B_next]).T).reshape(S, *acts, 2 * N)
+    V = np.empty((N, S))
+    B = np.empty((N, S))
+    for i in range(N):
+        qv = game_r[i, h] + cont[..., i]
+        qb = game_r[i, h] + cont[..., N + i]
+        V[i] = (joint * qv).reshape(S, -1).sum(-1)
+        rho_mi = joint.sum(axis=1 + i, keepdims=True)
+        dev = np.moveaxis(rho_mi * qb, 1 + i, -1).reshape(S, -1, acts[i]).sum(1)
+        B[i] = dev.max(-1)
+    return V, B
+
+
+def _evaluate(game: MarkovGame, joint_at) -> tuple[np.ndarray, np.ndarray]:
+    """(V_1(s), V^dag_1(s)) per player, (N, S) each, of the Markov correlated policy with joint ``joint_at(h)``."""
+    N, H, S = game.num_players, game.horizon, game.num_states
+    P2 = game.transitions.reshape(H, -1, S)
+    V, B = np.zeros((N, S)), np.zeros((N, S))
+    for h in range(H - 1, -1, -1):
+        V, B = _step(game.rewards, P2, h, joint_at(h), V, B)
+    return V, B
+
+
+def validate_joint_policy(joint, game: MarkovGame, atol: float = 1e-6) -> np.ndarray:
+    """Check a Markov correlated policy ``joint`` (H, S, A_1, ..., A_N); return a float64 copy."""
+    shape = (game.horizon, game.num_states, *game.num_actions)
+    arr = np.asarray(joint)
+    if arr.shape != shape:
+        raise GameError(f"joint must have shape (H, S, A_1, ..., A_N) = {shape} for this game, got {arr.shape}")
+    arr = _as_float_array("joint", arr, len(shape))
+    _check_distributions("joint", arr.reshape(shape[0], shape[1], -1), atol)
+    return arr
+
+
+def evaluate_joint_policy(game: MarkovGame, joint, label: str = "markov_joint") -> CCEEvaluation:
+    """Exact values, best-deviation values and CCE-gap of a Markov correlated policy (module docstring).
+
+    Parameters
+    ----------
+    game : MarkovGame (finite horizon)
+    joint : float64 (H, S, A_1, ..., A_N)
+        rho_h(a | s), a distribution over joint actions per (h, s).
+    """
+    if game.discounted:
+        raise GameError("CCE-gaps are computed for finite-horizon games; this game is discounted")
+    joint = validate_joint_policy(joint, game)
+    V, B = _evaluate(game, lambda h: joint[h])
+    s1 = game.initial_state
+    return CCEEvaluation(V[:, s1].copy(), B[:, s1].copy(), label)
+
+
+def load_joint_policy(path, game: MarkovGame) -> np.ndarray:
+    """Load a joint-policy ``.npz`` (one key ``joint``, (H, S, A_1, ..., A_N)) and validate it against ``game``."""
+    path = os.fspath(path)
+    with _open_npz(path, "joint policy") as data:
+        extra = sorted(k for k in data.files if k != "joint")
+        if extra or "joint" not in data.files:
+            raise GameError(f"{path}: a joint policy file holds exactly one array 'joint', got keys {sorted(data.files)}")
+        joint = _read_array(data, "joint", path, MAX_DENSE_ENTRIES)
+    try:
+        return validate_joint_policy(joint, game)
+    except GameError as exc:
+        raise GameError(f"{path}: {exc}") from None
+
+
+def save_joint_policy(path, joint) -> None:
+    np.savez(os.fspath(path), joint=np.asarray(joint, dtype=np.float64))
+
+
+# ----------------------------------------------------------------------------- Algorithm 3
+
+
+@njit(cache=True)
+def _joint_sums(traj, acts, off, stage_len, eval_its, stage_sum, running):
+    """Sums of the joint product policies prod_i pi^t_{h,i}(a_i|s); fills the outputs in place.
+
+    traj: float64 (T, H, S, sum A_i), player i in the slice off[i]:off[i+1]; acts: int64 (J, N);
+    stage_len: int64 (n_stages,); eval_its: int64 (n_eval,) ascending 1-based. Outputs:
+    stage_sum (n_stages, H, S, J): the sum over each stage; running (n_eval, H, S, J): the sum over t <= eval_its[e].
+    """
+    T, H, S, _ = traj.shape
+    J, N = acts.shape
+    cum = np.zeros((H, S, J))
+    stage_sum[:] = 0.0
+    sigma = 0
+    left = stage_len[0]
+    e = 0
+    for t in range(T):
+        for h in range(H):
+            for s in range(S):
+                for j in range(J):
+                    p = 1.0
+                    for k in range(N):
+                        p *= traj[t, h, s, off[k] + acts[j, k]]
+                    stage_sum[sigma, h, s, j] += p
+                    cum[h, s, j] += p
+        left -= 1
+        if left == 0 and sigma + 1 < stage_len.shape[0]:
+            sigma += 1
+            left = stage_len[sigma]
+        if e < eval_its.shape[0] and eval_its[e] == t + 1:
+            running[e] = cum
+            e += 1
+
+
+def _contract_others(q, pols, i):
+    """sum_{a_{-i}} q(a) prod_{k != i} pols[k](a_k), batched over a leading axis: q (A_1..A_N), pols[k] (n, A_k) -> (n, A_i)."""
+    N = len(pols)
+    letters = string.ascii_letters[:N]
+    ops = [f"z{letters[k]}" for k in range(N) if k != i]
+    spec = letters + "," + ",".join(ops) + f"->z{letters[i]}"
+    return np.einsum(spec, q, *[pols[k] for k in range(N) if k != i])
+
+
+@dataclass(frozen=True)
+class CertifiedEvaluation:
+    """Per-iteration exact values of Algorithm 3's policies pi_bar^t_1: arrays (T, N)."""
+
+    values: np.ndarray
+    best_response_values: np.ndarray
+
+    @property
+    def gaps(self) -> np.ndarray:
+        """CCE-gap(pi_bar^t_1), t = 1..T: (T,)."""
+        return (self.best_response_values - self.values).max(axis=1)
+
+
+def certified_evaluations(game: MarkovGame, result, stage_mixtures: np.ndarray | None = None) -> CertifiedEvaluation:
+    """Exact V^{pi_bar^t_1}_{1,i}(s_1) and V^{dag, pi_bar^t_{1,-i}}_{1,i}(s_1) for every iteration t (module docstring).
+
+    ``result``: a :class:`solvers.algorithm2.Algorithm2Result` (trajectory and stage schedule).
+    ``stage_mixtures``: M^sigma_h(a|s) as (tau_bar, H, S, J) if already computed.
+    """
+    N, H, S, acts_n = game.num_players, game.horizon, game.num_states, game.num_actions
+    L = result.stage_lengths
+    if stage_mixtures is None:
+        stage_mixtures = _sums(result, np.empty(0, dtype=np.int64))[0] / L[:, None, None, None]
+    M = stage_mixtures.reshape(L.shape[0], H, S, *acts_n)
+    P2 = game.transitions.reshape(H, -1, S)
+    s1 = game.initial_state
+    T = int(L.sum())
+    values = np.empty((T, N))
+    brs = np.empty((T, N))
+    starts = np.concatenate([[0], np.cumsum(L)])
+    for sigma in range(L.shape[0]):
+        V, B = np.zeros((N, S)), np.zeros((N, S))
+        for h in range(H - 1, 0, -1):
+            V, B = _step(game.rewards, P2, h, M[max(sigma - h, 0), h], V, B)
+        cont = (P2[0] @ np.concatenate([V, B]).T).reshape(S, *acts_n, 2 * N)[s1]
+        sl = slice(starts[sigma], starts[sigma + 1])
+        pols = [p[sl, 0, s1] for p in result.trajectory]  # (n, A_k)
+        for i in range(N):
+            qv = game.rewards[i, 0, s1] + cont[..., i]
+            qb = game.rewards[i, 0, s1] + cont[..., N + i]
+            values[sl, i] = np.einsum("za,za->z", _contract_others(qv, pols, i), pols[i])
+            brs[sl, i] = _contract_others(qb, pols, i).max(axis=1)
+    return CertifiedEvaluation(values, brs)
+
+
+def _sums(result, eval_its):
+    from .algorithm2 import joint_action_table
+
+    traj = np.ascontiguousarray(np.concatenate(result.trajectory, axis=-1))
+    acts_n = tuple(p.shape[-1] for p in result.trajectory)
+    acts = joint_action_table(acts_n)
+    off = np.concatenate([[0], np.cumsum(acts_n)]).astype(np.int64)
+    T, H, S, _ = traj.shape
+    L = result.stage_lengths
+    stage_sum = np.empty((L.shape[0], H, S, acts.shape[0]))
+    running = np.empty((eval_its.shape[0], H, S, acts.shape[0]))
+    _joint_sums(traj, acts, off, L, eval_its, stage_sum, running)
+    return stage_sum, running
+
+
+@dataclass(frozen=True)
+class CCECurves:
+    """CCE-gaps of a run's output policies after each evaluated iteration (labels in the module docstring).
+
+    ``gap`` is the headline: ``algorithm3`` (expected CCE-gap of Algorithm 3's output).
+    ``values``: (n_eval, N) the expected values per player of Algorithm 3's output.
+    """
+
+    iterations: np.ndarray
+    gap: np.ndarray
+    gap_mixture_bound: np.ndarray
+    gap_joint_average: np.ndarray
+    gap_product_average: np.ndarray
+    values: np.ndarray
+    certified: CertifiedEvaluation
+
+    def columns(self) -> dict:
+        """Named float columns of a curve table (:func:`tracking.curves.metric_table`)."""
+        cols = {"gap_mixture_bound": self.gap_mixture_bound, "gap_joint_average": self.gap_joint_average,
+                "gap_product_average": self.gap_product_average}
+        for i in range(self.values.shape[1]):
+            cols[f"value_{i}"] = self.values[:, i]
+        return cols
+
+
+def cce_curves(game: MarkovGame, result, eval_every: int | None = None, eval_log_points: int | None = None,
+               averages: bool = True) -> CCECurves:
+    """Evaluate a run of Algorithm 2 at the schedule's iterations (:func:`solvers.schedule.eval_iterations`).
+
+    Algorithm 3's curve is exact at every iteration at the cost of one backward induction per stage;
+    the two plain averages cost one backward induction per evaluated iteration (``averages=False``
+    skips them: their columns are NaN).
+    """
+    T = result.iterations
+    its = eval_iterations(T, eval_every, eval_log_points)
+    stage_sum, running = _sums(result, its if averages else np.empty(0, dtype=np.int64))
+    L = result.stage_lengths
+    cert = certified_evaluations(game, result, stage_sum / L[:, None, None, None])
+    n = np.arange(1, T + 1)[:, None]
+    mean_v = np.cumsum(cert.values, axis=0) / n
+    mean_gain = np.cumsum(cert.best_response_values - cert.values, axis=0) / n
+    mean_gap = np.cumsum(cert.gaps) / n[:, 0]
+    idx = its - 1
+    shape = (game.horizon, game.num_states, *game.num_actions)
+    joint_gap = np.full(its.shape[0], np.nan)
+    prod_gap = np.full(its.shape[0], np.nan)
+    if averages:
+        csum = [np.cumsum(p, axis=0) for p in result.trajectory] if its.shape[0] > 1 else None
+        for e, t in enumerate(its):
+            jt = running[e].reshape(shape) / t
+            joint_gap[e] = _evaluate_gap(game, jt)
+            marg = [c[t - 1] / t for c in csum] if csum is not None else [p[:t].mean(0) for p in result.trajectory]
+            prod_gap[e] = _evaluate_gap(game, product_joint(marg))
+    return CCECurves(its, mean_gap[idx], mean_gain[idx].max(axis=1), joint_gap, prod_gap, mean_v[idx], cert)
+
+
+def _evaluate_gap(game, joint) -> float:
+    V, B = _evaluate(game, lambda h: joint[h])
+    s1 = game.initial_state
+    return float((B[:, s1] - V[:, s1]).max())

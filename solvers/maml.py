@@ -63,22 +63,22 @@ import scipy.linalg
 from .nplayer import MarkovGame
 
 __all__ = [
-    "PotentialGame",
-    "stage_potential",
-    "potential_game",
-    "theta_size",
-    "split_theta",
-    "softmax_policies",
-    "potential",
-    "potential_gradient",
-    "hessian_vector_product",
-    "dense_hessian",
-    "adapt",
-    "meta_gradient",
-    "nash_gaps",
     "MamlEvaluation",
     "MamlResult",
+    "PotentialGame",
+    "adapt",
+    "dense_hessian",
+    "hessian_vector_product",
+    "meta_gradient",
+    "nash_gaps",
+    "potential",
+    "potential_game",
+    "potential_gradient",
     "run_maml",
+    "softmax_policies",
+    "split_theta",
+    "stage_potential",
+    "theta_size",
 ]
 
 #: Tolerance of the stage-potential check (max abs deviation of r_i - phi across a_i).
@@ -118,24 +118,82 @@ def stage_potential(rewards: np.ndarray, atol: float = POTENTIAL_ATOL) -> np.nda
     return phi
 
 
+class _DenseKernel:
+    """P_h(s' | s, a) stored densely: expectations are GEMVs on (S*J, S)."""
+
+    def __init__(self, transitions: np.ndarray, S: int, J: int):
+        self.P = np.ascontiguousarray(transitions).reshape(-1, S * J, S)
+        self.S, self.J = S, J
+
+    def expect(self, h: int, v: np.ndarray) -> np.ndarray:
+        """(S, J): sum_s' P_h(s' | s, a) v(s')."""
+        return (self.P[h] @ v).reshape(self.S, self.J)
+
+    def push(self, h: int, x: np.ndarray) -> np.ndarray:
+        """(S,): sum_{s, a} x(s, a) P_h(s' | s, a)."""
+        return x.reshape(-1) @ self.P[h]
+
+    def policy_matrix(self, h: int, pi_h: np.ndarray, sig_h) -> np.ndarray:
+        """(S, S): P_pi(s, s') = sum_a pi(a|s) P_h(s' | s, a)."""
+        return np.matmul(pi_h[:, None, :], self.P[h].reshape(self.S, self.J, self.S))[:, 0, :]
+
+
+class _ProductKernel:
+    """P_h(s' | s, a) = prod_i q_{h,i}(s_i' | s_i, a_i) (:mod:`solvers.product_games`): expectations by
+    successive mode products, O(N (L A)^N L) instead of O(S J S)."""
+
+    def __init__(self, local: np.ndarray):
+        self.q = local  # (N, H, L, A, L)
+        N, _, L, A, _ = local.shape
+        self.N, self.L, self.A = N, L, A
+        self.S, self.J = L**N, A**N
+        letters = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+        s, a, t = letters[:N], letters[N:2 * N], letters[2 * N:3 * N]
+        factors = ",".join(f"{s[i]}{a[i]}{t[i]}" for i in range(N))
+        self._expect = f"{factors},{t}->{s}{a}"
+        self._push = f"{factors},{s}{a}->{t}"
+        ops = [local[i, 0] for i in range(N)]
+        self._expect_path = np.einsum_path(self._expect, *ops, np.zeros((L,) * N), optimize="optimal")[0]
+        self._push_path = np.einsum_path(self._push, *ops, np.zeros((L,) * N + (A,) * N), optimize="optimal")[0]
+        self._coords = np.array(np.unravel_index(np.arange(self.S), (L,) * N))  # (N, S): s_i of joint s
+
+    def expect(self, h, v):
+        ops = [self.q[i, h] for i in range(self.N)]
+        out = np.einsum(self._expect, *ops, v.reshape((self.L,) * self.N), optimize=self._expect_path)
+        return out.reshape(self.S, self.J)
+
+    def push(self, h, x):
+        ops = [self.q[i, h] for i in range(self.N)]
+        out = np.einsum(self._push, *ops, x.reshape((self.L,) * self.N + (self.A,) * self.N), optimize=self._push_path)
+        return out.reshape(self.S)
+
+    def policy_matrix(self, h, pi_h, sig_h):
+        # P_pi(s, s') = prod_i m_i(s, s_i'), m_i(s, s_i') = sum_{a_i} sigma_i(a_i|s) q_i(s_i' | s_i, a_i)
+        out = np.ones((self.S,) + (1,) * self.N)
+        for i in range(self.N):
+            m = np.einsum("sa,sat->st", sig_h[i], self.q[i, h][self._coords[i]])
+            out = out * m.reshape((self.S,) + _axis_shape(self.N, i, self.L))
+        return out.reshape(self.S, self.S)
+
+
 @dataclass(frozen=True)
 class PotentialGame:
     """The arrays the MAML kernels use, prepared once per game.
 
     phi : float64 (H, S, J), the stage potential over joint actions (J = prod A_i, C order)
-    P : float64 (H, S*J, S), transitions with (s, a) flattened (a view of the game's array)
+    kernel : the transition operator (dense, or local kernels of a product game)
     rho : float64 (S,), the initial distribution
     gamma : None (finite horizon) or the discount
     actions : (A_1, ..., A_N)
-    game : the source :class:`MarkovGame` (its rewards give the NE-gap)
+    game : the source game (its rewards give the NE-gap)
     """
 
     phi: np.ndarray
-    P: np.ndarray
+    kernel: object
     rho: np.ndarray
     gamma: float | None
     actions: tuple
-    game: MarkovGame
+    game: object
 
     @property
     def horizon(self) -> int:
@@ -150,15 +208,17 @@ class PotentialGame:
         return theta_size(self.horizon, self.num_states, self.actions)
 
 
-def potential_game(game: MarkovGame, atol: float = POTENTIAL_ATOL) -> PotentialGame:
-    """Prepare ``game`` for MAML; ``ValueError`` if its stage rewards have no potential."""
-    if not isinstance(game, MarkovGame):
-        raise TypeError(f"MAML needs an N-player MarkovGame, got {type(game).__name__}")
+def potential_game(game, atol: float = POTENTIAL_ATOL) -> PotentialGame:
+    """Prepare a :class:`MarkovGame` or :class:`solvers.product_games.ProductMarkovGame` for MAML;
+    ``ValueError`` if its stage rewards have no potential."""
+    local = getattr(game, "local_transitions", None)
+    if not isinstance(game, MarkovGame) and local is None:
+        raise TypeError(f"MAML needs an N-player MarkovGame or ProductMarkovGame, got {type(game).__name__}")
     H, S, A = game.horizon, game.num_states, game.num_actions
     J = int(np.prod(A))
     phi = stage_potential(game.rewards, atol).reshape(H, S, J)
-    P = np.ascontiguousarray(game.transitions).reshape(H, S * J, S)
-    return PotentialGame(np.ascontiguousarray(phi), P, game.initial_distribution, game.gamma, tuple(A), game)
+    kernel = _ProductKernel(local) if local is not None else _DenseKernel(game.transitions, S, J)
+    return PotentialGame(np.ascontiguousarray(phi), kernel, game.initial_distribution, game.gamma, tuple(A), game)
 
 
 def _prepare(game) -> PotentialGame:
@@ -244,18 +304,17 @@ def _primal(theta: np.ndarray, g: PotentialGame) -> _Primal:
     if g.gamma is None:
         Q = np.empty((H, S, J))
         for h in range(H - 1, -1, -1):
-            Q[h] = g.phi[h] + (g.P[h] @ V[h + 1]).reshape(S, J)
+            Q[h] = g.phi[h] + g.kernel.expect(h, V[h + 1])
             V[h] = np.einsum("sj,sj->s", pi[h], Q[h])
         d[0] = g.rho
         for h in range(H - 1):
-            d[h + 1] = (d[h][:, None] * pi[h]).reshape(-1) @ g.P[h]
+            d[h + 1] = g.kernel.push(h, d[h][:, None] * pi[h])
         lu = None
     else:
-        P3 = g.P[0].reshape(S, J, S)
-        M = np.eye(S) - g.gamma * np.matmul(pi[0][:, None, :], P3)[:, 0, :]
+        M = np.eye(S) - g.gamma * g.kernel.policy_matrix(0, pi[0], [x[0] for x in sig])
         lu = scipy.linalg.lu_factor(M, check_finite=False)
         V[0] = scipy.linalg.lu_solve(lu, np.einsum("sj,sj->s", pi[0], g.phi[0]), check_finite=False)
-        Q = (g.phi[0] + g.gamma * (g.P[0] @ V[0]).reshape(S, J))[None]
+        Q = (g.phi[0] + g.gamma * g.kernel.expect(0, V[0]))[None]
         d[0] = scipy.linalg.lu_solve(lu, g.rho, trans=1, check_finite=False)
     W = pi * Q
     return _Primal(sig, pi, Q, W, V, d, lu, float(g.rho @ V[0]))
@@ -274,20 +333,19 @@ def _tangent(p: _Primal, g: PotentialGame, u: np.ndarray) -> np.ndarray:
     centred = [ui - np.einsum("hsa,hsa->hs", s, ui)[:, :, None] for s, ui in zip(p.sig, us)]
     sigdot = [s * c for s, c in zip(p.sig, centred)]
     pidot = p.pi * _joint(centred, np.add)
-    J = p.pi.shape[2]
     Vdot = np.zeros((H + 1, S))
     ddot = np.zeros((H, S))
     if g.gamma is None:
         Wdot = np.empty_like(p.W)
         for h in range(H - 1, -1, -1):
-            Wdot[h] = pidot[h] * p.Q[h] + p.pi[h] * (g.P[h] @ Vdot[h + 1]).reshape(S, J)
+            Wdot[h] = pidot[h] * p.Q[h] + p.pi[h] * g.kernel.expect(h, Vdot[h + 1])
             Vdot[h] = Wdot[h].sum(axis=1)
         for h in range(H - 1):
-            ddot[h + 1] = (ddot[h][:, None] * p.pi[h] + p.d[h][:, None] * pidot[h]).reshape(-1) @ g.P[h]
+            ddot[h + 1] = g.kernel.push(h, ddot[h][:, None] * p.pi[h] + p.d[h][:, None] * pidot[h])
     else:
         Vdot[0] = scipy.linalg.lu_solve(p.lu, np.einsum("sj,sj->s", pidot[0], p.Q[0]), check_finite=False)
-        Wdot = pidot * p.Q + p.pi * (g.gamma * (g.P[0] @ Vdot[0]).reshape(S, J))[None]
-        rhs = g.gamma * ((p.d[0][:, None] * pidot[0]).reshape(-1) @ g.P[0])
+        Wdot = pidot * p.Q + p.pi * (g.gamma * g.kernel.expect(0, Vdot[0]))[None]
+        rhs = g.gamma * g.kernel.push(0, p.d[0][:, None] * pidot[0])
         ddot[0] = scipy.linalg.lu_solve(p.lu, rhs, trans=1, check_finite=False)
     Mi = _marginals(p.W, g.actions)
     Mdot = _marginals(Wdot, g.actions)
@@ -371,51 +429,58 @@ def meta_gradient(theta, game, T: int, alpha: float) -> tuple[float, np.ndarray]
 # ----------------------------------------------------------------------------- NE-gap of a product policy
 
 
-def nash_gaps(game: MarkovGame, policies: list[np.ndarray], tol: float = 1e-12, max_iter: int = 10_000):
+def nash_gaps(game, policies: list[np.ndarray], tol: float = 1e-12, max_iter: int = 10_000):
     """Per-player (V_i(pi), V_i^{dag, pi_{-i}}) of a product policy, exactly.
 
-    Finite horizon: backward induction. Discounted: policy iteration on player i's MDP against
-    pi_{-i} (exact linear solves; stops when the greedy policy repeats). Returns two (N,) arrays;
-    the NE-gap is ``max_i (br_i - v_i)`` and the F.2 average form ``mean_i (br_i - v_i)``.
+    ``game``: a MarkovGame, a ProductMarkovGame or a :class:`PotentialGame` (its source game is
+    used). Finite horizon: backward induction. Discounted: V_i by one linear solve, the best
+    response by policy iteration on player i's MDP against pi_{-i} (exact solves; stops when the
+    greedy policy repeats). Returns two (N,) arrays; the NE-gap is ``max_i (br_i - v_i)`` and the
+    F.2 average form ``mean_i (br_i - v_i)``.
     """
+    if isinstance(game, PotentialGame):
+        kernel, game = game.kernel, game.game
+    else:
+        local = getattr(game, "local_transitions", None)
+        J = int(np.prod(game.num_actions))
+        kernel = _ProductKernel(local) if local is not None else _DenseKernel(game.transitions, game.num_states, J)
     N, H, S, A = game.num_players, game.horizon, game.num_states, game.num_actions
-    J = int(np.prod(A))
     rho = game.initial_distribution
-    pi = _joint([np.asarray(p, dtype=np.float64) for p in policies], np.multiply)
-    P = np.ascontiguousarray(game.transitions).reshape(H, S, J, S)
-    R = game.rewards.reshape(N, H, S, J)
+    sig = [np.asarray(p, dtype=np.float64) for p in policies]
+    pi = _joint(sig, np.multiply)
+    R = game.rewards.reshape(N, H, S, -1)
     values, brs = np.empty(N), np.empty(N)
+    idx = np.arange(S)
     for i in range(N):
-        # player i's MDP against pi_{-i}: weights pi / sigma_i summed over a_{-i}; built without division
-        others = [np.ones_like(p) if j == i else np.asarray(p, dtype=np.float64) for j, p in enumerate(policies)]
-        w = _joint(others, np.multiply).reshape((H, S) + tuple(A))
-        w = np.moveaxis(w, 2 + i, -1).reshape(H, S, -1, A[i])  # (H, S, J/A_i, A_i)
-        Ri = np.moveaxis(R[i].reshape((H, S) + tuple(A)), 2 + i, -1).reshape(H, S, -1, A[i])
-        Pi = np.moveaxis(P.reshape((H, S) + tuple(A) + (S,)), 2 + i, -2).reshape(H, S, -1, A[i], S)
-        r_br = np.einsum("hsoa,hsoa->hsa", w, Ri)
-        P_br = np.einsum("hsoa,hsoat->hsat", w, Pi)
-        r_pi = np.einsum("hsj,hsj->hs", pi, R[i])
-        P_pi = np.einsum("hsj,hsjt->hst", pi, P)
+        # weights of pi_{-i} over joint actions (player i's factor 1): marginals give player i's MDP
+        w = _joint([np.ones_like(x) if j == i else x for j, x in enumerate(sig)], np.multiply)
+        r_br = _marginals(w * R[i], A)[i]  # (H, S, A_i)
         if game.gamma is None:
             v, vb = np.zeros(S), np.zeros(S)
             for h in range(H - 1, -1, -1):
-                v = r_pi[h] + P_pi[h] @ v
-                vb = (r_br[h] + P_br[h] @ vb).max(axis=1)
+                v = np.einsum("sj,sj->s", pi[h], R[i, h] + kernel.expect(h, v))
+                vb = (r_br[h] + _marginals(w[h:h + 1] * kernel.expect(h, vb)[None], A)[i][0]).max(axis=1)
             values[i], brs[i] = rho @ v, rho @ vb
-        else:
-            gm = game.gamma
-            v = np.linalg.solve(np.eye(S) - gm * P_pi[0], r_pi[0])
-            act = np.argmax(r_br[0] + gm * P_br[0] @ v, axis=1)
-            for _ in range(max_iter):
-                idx = np.arange(S)
-                vb = np.linalg.solve(np.eye(S) - gm * P_br[0][idx, act], r_br[0][idx, act])
-                q = r_br[0] + gm * P_br[0] @ vb
-                keep = q[idx, act] >= q.max(axis=1) - tol * max(1.0, np.abs(q).max())
-                new = np.where(keep, act, np.argmax(q, axis=1))
-                if np.array_equal(new, act):
-                    break
-                act = new
-            values[i], brs[i] = rho @ v, rho @ vb
+            continue
+        gm = game.gamma
+        P_pi = kernel.policy_matrix(0, pi[0], [x[0] for x in sig])
+        v = np.linalg.solve(np.eye(S) - gm * P_pi, np.einsum("sj,sj->s", pi[0], R[i, 0]))
+
+        def q_br(vb, r0=r_br[0], w0=w[:1], i=i, gm=gm):
+            return r0 + gm * _marginals(w0 * kernel.expect(0, vb)[None], A)[i][0]
+
+        act = np.argmax(q_br(v), axis=1)
+        for _ in range(max_iter):
+            det = [np.eye(A[i])[act] if j == i else x[0] for j, x in enumerate(sig)]
+            P_det = kernel.policy_matrix(0, _joint([x[None] for x in det], np.multiply)[0], det)
+            vb = np.linalg.solve(np.eye(S) - gm * P_det, r_br[0][idx, act])
+            q = q_br(vb)
+            keep = q[idx, act] >= q.max(axis=1) - tol * max(1.0, np.abs(q).max())
+            new = np.where(keep, act, np.argmax(q, axis=1))
+            if np.array_equal(new, act):
+                break
+            act = new
+        values[i], brs[i] = rho @ v, rho @ vb
     return values, brs
 
 
@@ -488,7 +553,7 @@ def evaluate_initialisation(theta, games, T: int, alpha: float) -> MamlEvaluatio
     pot, gap, gap_avg = [], [], []
     for g in games:
         g = _prepare(g)
-        tT, pT, _ = adapt(theta, g, T, alpha)
+        _, pT, _ = adapt(theta, g, T, alpha)
         v, br = nash_gaps(g.game, pT.sig)
         pot.append(pT.value)
         gap.append(float(np.max(br - v)))

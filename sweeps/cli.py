@@ -23,6 +23,7 @@ log = logging.getLogger("metasweep")
 #: defines ``add_options(parser, command)`` (its own options on the ``solve`` or ``meta`` parser; it
 #: must import nothing heavy at module level), ``solve(args) -> dict`` and ``meta(args) -> dict``.
 CLI_ALGORITHMS: dict[str, str] = {}
+CLI_ALGORITHMS["maml"] = "sweeps.cli_maml"  # MAML over potential games (Section 4.2)
 #: Game families of ``game make`` besides the zero-sum ones: name -> module defining ``add_options(parser)``
 #: and ``make_games(args) -> list`` of games (``ZeroSumGame`` or ``solvers.nplayer.MarkovGame``).
 GAME_MAKERS: dict[str, str] = {}

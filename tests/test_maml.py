@@ -122,7 +122,7 @@ def _lemma15_hessian(game: MarkovGame, theta: np.ndarray) -> np.ndarray:
 
     sig, pi, V, d = values(theta)
     D = theta.size
-    gradV = np.stack([_fd_grad(lambda t: values(t)[2][s], theta) for s in range(S)])  # (S, D)
+    gradV = np.stack([_fd_grad(lambda t, s=s: values(t)[2][s], theta) for s in range(S)])  # (S, D)
     offsets = np.cumsum([0] + [S * a for a in A])
     Hm = np.zeros((D, D))
     for s in range(S):

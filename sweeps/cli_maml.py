@@ -65,6 +65,8 @@ def meta(args) -> dict:
     from solvers.maml import run_maml
     from tracking.curves import concat_curves, write_curves
 
+    from .trial_maml import curve_tables
+
     missing = [o for o, v in (("--step", args.step), ("--outer-iterations", args.outer_iterations),
                               ("--outer-step", args.outer_step)) if v is None]
     if missing:
@@ -92,25 +94,3 @@ def meta(args) -> dict:
     log.info("maml: ||grad F_T|| %.3g -> %.3g, held-out gap uniform %.4g vs maml %.4g", res.grad_norm[0],
              res.grad_norm[-1], float(np.mean(res.uniform.gap)), float(np.mean(res.meta[-1].gap)))
     return summary
-
-
-def curve_tables(res) -> list:
-    """Curve rows (:func:`tracking.curves.metric_table`): per held-out game and evaluated outer iteration k,
-    method ``meta`` (adapted from theta^k) and ``individual`` (adapted from uniform, the same every k);
-    ``gap`` is the max_i form, plus ``gap_avg`` (F.2 average form), ``potential`` (Phi after T steps),
-    ``grad_norm`` and ``train_potential`` (||grad F_T(theta^k)|| and F_T(theta^k) on the training games)."""
-    import numpy as np
-
-    from tracking.curves import metric_table
-
-    ks = res.eval_outer
-    gn, fp = res.grad_norm[ks], res.potential[ks]
-    tables = []
-    for j in range(len(res.uniform.gap)):
-        for method in ("individual", "meta"):
-            evs = [res.uniform] * len(ks) if method == "individual" else res.meta
-            tables.append(metric_table(
-                method, j, ks, np.array([e.gap[j] for e in evs]),
-                gap_avg=np.array([e.gap_avg[j] for e in evs]), potential=np.array([e.potential[j] for e in evs]),
-                grad_norm=gn, train_potential=fp))
-    return tables

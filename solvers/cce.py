@@ -15,19 +15,20 @@ with rho_{h,-i} the marginal of the others. A product policy prod_i pi_i is the 
 rho = prod_i pi_i (its CCE-gap is then the max-form NE-gap).
 
 **Algorithm 3's policy** (Appendix E.1). Reading of Algorithm 3 and line 11 of Algorithm 2: the
-output is pi_bar^t_1 for t ~ Unif([T]); pi_bar^t_h plays pi^t_h at step h, then draws j uniformly
-from the stage before t's stage, plays pi^j_{h+1}, and carries j forward. Because j is drawn
-uniformly from a whole stage whatever t was, the index at step h is uniform over stage
-tau(t) - h + 1 and independent of the past given t: pi_bar^t_1 is the Markov correlated policy that
-plays the product pi^t_1 at step 1 and the stage mixture
+output is pi_bar^t_1 for t ~ Unif([T]); pi_bar^t_h, at each step h' = h, ..., H, draws j uniformly
+from the stage before the stage of t, plays pi^j_{h'} and sets t <- j (so, as Lemma 19's proof
+says, pi_bar^t_h is the same for every t of a stage). Because j is uniform over a whole stage
+whatever t was, the index played at step h is uniform over stage tau(t) - h and independent of the
+past given t: pi_bar^t_1 is the Markov correlated policy that plays the stage mixture
 
-    M^sigma_h(a | s) = (1/L_sigma) sum_{j in stage sigma} prod_i pi^j_{h,i}(a_i | s),   sigma = tau(t) - h + 1,
+    M^sigma_h(a | s) = (1/L_sigma) sum_{j in stage sigma} prod_i pi^j_{h,i}(a_i | s),   sigma = tau(t) - h,
 
-at steps h >= 2. Reading: Algorithm 3 is undefined when sigma < 1 (early stages have no previous
-stage); we then use stage 1 (sigma = max(1, tau(t) - h + 1)). The policy is kept compactly as the
+at step h. Reading: Algorithm 3 is undefined when sigma < 1 (stage 1 has no previous stage, and
+a stage tau < H runs out of stages before step H); we then use stage 1 (sigma = max(1, tau(t) - h)),
+whose iterates are the initial policies when Q^1 = 0. The policy is kept compactly as the
 trajectory {pi^t} and the stage schedule; the stage mixtures are computed from them, never sampled.
-The dynamic programme runs over (h, s, iteration index): the continuation values from step 2 on
-depend on t only through its stage (one backward induction per stage), step 1 on t itself.
+The dynamic programme runs over (h, s, iteration index); since the index enters only through its
+stage, that is one backward induction per stage tau (over h and s), shared by the stage's iterations.
 
 Reported for a run of T iterations (each labelled):
 
@@ -210,18 +211,9 @@ def _joint_sums(traj, acts, off, stage_len, eval_its, stage_sum, running):
             e += 1
 
 
-def _contract_others(q, pols, i):
-    """sum_{a_{-i}} q(a) prod_{k != i} pols[k](a_k), batched over a leading axis: q (A_1..A_N), pols[k] (n, A_k) -> (n, A_i)."""
-    N = len(pols)
-    letters = string.ascii_letters[:N]
-    ops = [f"z{letters[k]}" for k in range(N) if k != i]
-    spec = letters + "," + ",".join(ops) + f"->z{letters[i]}"
-    return np.einsum(spec, q, *[pols[k] for k in range(N) if k != i])
-
-
 @dataclass(frozen=True)
 class CertifiedEvaluation:
-    """Per-iteration exact values of Algorithm 3's policies pi_bar^t_1: arrays (T, N)."""
+    """Per-iteration exact values of Algorithm 3's policies pi_bar^t_1: arrays (T, N) (equal within a stage)."""
 
     values: np.ndarray
     best_response_values: np.ndarray
@@ -245,23 +237,14 @@ def certified_evaluations(game: MarkovGame, result, stage_mixtures: np.ndarray |
     M = stage_mixtures.reshape(L.shape[0], H, S, *acts_n)
     P2 = game.transitions.reshape(H, -1, S)
     s1 = game.initial_state
-    T = int(L.sum())
-    values = np.empty((T, N))
-    brs = np.empty((T, N))
-    starts = np.concatenate([[0], np.cumsum(L)])
-    for sigma in range(L.shape[0]):
+    values = np.empty((L.shape[0], N))
+    brs = np.empty((L.shape[0], N))
+    for sigma in range(L.shape[0]):  # 0-based stage of t; step h (0-based) plays stage max(sigma - h - 1, 0)
         V, B = np.zeros((N, S)), np.zeros((N, S))
-        for h in range(H - 1, 0, -1):
-            V, B = _step(game.rewards, P2, h, M[max(sigma - h, 0), h], V, B)
-        cont = (P2[0] @ np.concatenate([V, B]).T).reshape(S, *acts_n, 2 * N)[s1]
-        sl = slice(starts[sigma], starts[sigma + 1])
-        pols = [p[sl, 0, s1] for p in result.trajectory]  # (n, A_k)
-        for i in range(N):
-            qv = game.rewards[i, 0, s1] + cont[..., i]
-            qb = game.rewards[i, 0, s1] + cont[..., N + i]
-            values[sl, i] = np.einsum("za,za->z", _contract_others(qv, pols, i), pols[i])
-            brs[sl, i] = _contract_others(qb, pols, i).max(axis=1)
-    return CertifiedEvaluation(values, brs)
+        for h in range(H - 1, -1, -1):
+            V, B = _step(game.rewards, P2, h, M[max(sigma - h - 1, 0), h], V, B)
+        values[sigma], brs[sigma] = V[:, s1], B[:, s1]
+    return CertifiedEvaluation(np.repeat(values, L, axis=0), np.repeat(brs, L, axis=0))
 
 
 def _sums(result, eval_its):

@@ -185,13 +185,15 @@ def test_fixed_point_at_a_pure_equilibrium_with_one_step():
 
 def forward_certified(game, res, i, t, deviation=None):
     """Player i's value of pi_bar^t_1 by a forward pass over (index, state), from the raw trajectory and
-    Algorithm 3's index chain (next index uniform over the previous stage, stage 1 for stage 1)."""
+    Algorithm 3's index chain (each step draws the index uniformly from the stage before the current
+    index's stage, stage 1 for stage 1, then plays it)."""
     L = res.stage_lengths
     starts = np.concatenate([[0], np.cumsum(L)])
     stage_of = np.repeat(np.arange(L.shape[0]), L)
     T, N, H, S = res.iterations, game.num_players, game.horizon, game.num_states
+    prev = max(stage_of[t] - 1, 0)
     d = np.zeros((T, S))
-    d[t, game.initial_state] = 1.0
+    d[starts[prev]:starts[prev + 1], game.initial_state] = 1.0 / L[prev]
     total = 0.0
     for h in range(H):
         nd = np.zeros((T, S))
@@ -216,10 +218,10 @@ def forward_certified(game, res, i, t, deviation=None):
 def test_algorithm3_policy_values_match_brute_force(N):
     rng = np.random.default_rng(N)
     game = random_game(rng, N=N, H=3, S=2, A=2)
-    res = algorithm2.solve(game, 15, 0.8)  # stages 3, 4, 5, 3
+    res = algorithm2.solve(game, 22, 0.8)  # stages 3, 4, 5, 6, 4
     cert = certified_evaluations(game, res)
     cells = [(h, s) for h in range(3) for s in range(2)]
-    for t in (0, 2, 5, 9, 14):
+    for t in (0, 5, 9, 14, 21):
         for i in range(N):
             assert cert.values[t, i] == pytest.approx(forward_certified(game, res, i, t), abs=1e-12)
             best = max(forward_certified(game, res, i, t, dict(zip(cells, c)))
@@ -261,3 +263,39 @@ def test_zero_sum_values_of_eps_cce_lie_within_eps_of_nash_value():
         ev = evaluate_joint_policy(game, random_joint(rng, game))
         assert abs(ev.values[0] - v_star) <= max(ev.cce_gap, 0) + 1e-10
     assert cur.gap[-1] < cur.gap[0]
+
+
+# ----------------------------------------------------------------------------- games
+
+
+def test_markov_shapley_cycles_and_its_joint_average_is_a_cce():
+    from solvers.general_sum_games import markov_shapley_game
+
+    g = markov_shapley_game(3)
+    still = algorithm2.solve(g, 50, 0.3)  # uniform: an exact fixed point
+    assert np.abs(still.trajectory[0] - 1.0 / 3.0).max() < 1e-15
+    init = [np.broadcast_to([0.6, 0.3, 0.1], (3, 2, 3)), np.broadcast_to([0.2, 0.2, 0.6], (3, 2, 3))]
+    res = algorithm2.solve(g, 3000, 0.3, init=init)
+    cur = cce_curves(g, res, eval_every=1000)
+    a0 = res.trajectory[0][-1000:, 0, 0, 0]
+    assert a0.max() - a0.min() > 0.9  # the iterates cycle between (nearly) pure actions
+    assert cur.gap_product_average[-1] > 0.2  # the product of averages is no Nash equilibrium (measured 0.243)
+    assert cur.gap_joint_average[-1] < 0.0  # the joint average is a strict CCE (measured -0.196)
+    assert cur.gap[-1] < cur.certified.gaps[0] / 4  # Algorithm 3's output converges (measured 0.84 -> 0.11)
+
+
+def test_families_are_seeded_per_game_and_documented_shapes():
+    from solvers.general_sum_games import general_sum_family
+
+    a = general_sum_family("random-general-sum", 3, 0.1, 2, 7, players=4, num_states=2, num_actions=2)
+    b = general_sum_family("random-general-sum", 5, 0.1, 2, 7, players=4, num_states=2, num_actions=2)
+    assert a[0].rewards.shape == (4, 2, 2, 2, 2, 2, 2)
+    for x, y in zip(a, b):  # game k does not depend on K
+        np.testing.assert_array_equal(x.rewards, y.rewards)
+    np.testing.assert_array_equal(a[0].transitions, a[2].transitions)
+    d = a[1].rewards - a[0].rewards
+    np.testing.assert_allclose(d[:, 0], d[:, 1])  # one perturbation per (i, s, a), shared by all h
+    assert 0.05 < d.std() < 0.2
+    s = general_sum_family("markov-shapley", 2, 0.0, 4, 0)
+    np.testing.assert_array_equal(s[0].rewards, s[1].rewards)
+    assert s[0].num_actions == (3, 3)

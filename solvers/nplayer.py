@@ -18,10 +18,14 @@ key                dtype / shape                     meaning
 ``gamma``          float scalar, optional            discount in [0, 1): a discounted game (H = 1)
 ``rho``            float64 (S,), optional            initial distribution of a discounted game
                                                      (default: all mass on ``initial_state``)
+``potential``      float64 (H, S, A_1, ..., A_N),    a declared stage potential phi_h(s, a) (kind
+                   optional                          "potential"): r_i - phi must not depend on a_i
 =================  ================================  ===============================================
 
 ``kind`` is a declaration: a "potential" file whose rewards are not a potential game is accepted
-here; algorithms that rely on a potential check it themselves. Zero-sum files (``kind
+here; algorithms that rely on a potential check it themselves with :func:`stage_potential` /
+:func:`potential_certificate` (Monderer-Shapley: a stage game is an exact potential game iff
+``r_i - phi`` is independent of ``a_i`` for every player i). Zero-sum files (``kind
 "zero_sum"``, :mod:`solvers.games`) load through :func:`load_any_game`, and
 :meth:`MarkovGame.from_zero_sum` lifts a zero-sum game to this type (rewards r and -r).
 
@@ -58,6 +62,9 @@ __all__ = [
     "load_policies",
     "save_policies",
     "uniform_policies",
+    "stage_potential",
+    "PotentialCertificate",
+    "potential_certificate",
 ]
 
 KINDS = ("potential", "general_sum")
@@ -77,6 +84,8 @@ class MarkovGame:
     kind : "potential" or "general_sum"
     gamma : None (finite horizon) or a discount in [0, 1) (then H must be 1)
     rho : None or float64 (S,), the initial distribution of a discounted game
+    potential : None or float64 (H, S, A_1, ..., A_N), a declared stage potential phi (not checked
+        here: :func:`potential_certificate` checks it)
     """
 
     rewards: np.ndarray
@@ -85,6 +94,7 @@ class MarkovGame:
     kind: str = "general_sum"
     gamma: float | None = None
     rho: np.ndarray | None = None
+    potential: np.ndarray | None = None
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -138,6 +148,12 @@ class MarkovGame:
             rho.flags.writeable = False
         elif rho is not None:
             raise GameError("rho (an initial distribution) is only meaningful for a discounted game: set gamma too")
+        phi = self.potential
+        if phi is not None:
+            if np.shape(phi) != r.shape[1:]:
+                raise GameError(f"potential must have shape (H, S, A_1, ..., A_N) = {r.shape[1:]}, got {np.shape(phi)}")
+            phi = _as_float_array("potential", phi, N + 2)
+            phi.flags.writeable = False
         r.flags.writeable = False
         p.flags.writeable = False
         object.__setattr__(self, "rewards", r)
@@ -145,6 +161,7 @@ class MarkovGame:
         object.__setattr__(self, "initial_state", int(s1))
         object.__setattr__(self, "gamma", gamma)
         object.__setattr__(self, "rho", rho)
+        object.__setattr__(self, "potential", phi)
 
     @property
     def num_players(self) -> int:
@@ -176,12 +193,20 @@ class MarkovGame:
         e[self.initial_state] = 1.0
         return e
 
+    def action_independent_transitions(self, atol: float = 0.0) -> bool:
+        """True if P_h(. | s, a) does not depend on the joint action a."""
+        N = self.num_players
+        p = self.transitions
+        first = p[(slice(None), slice(None)) + (slice(0, 1),) * N]
+        return bool(np.all(np.abs(p - first) <= atol))
+
     def is_identical_interest(self, atol: float = 1e-12) -> bool:
         """True if every player receives the same reward (a potential game with Phi = r_1)."""
         return bool(np.all(np.abs(self.rewards - self.rewards[:1]) <= atol))
 
-    def with_rewards(self, rewards: np.ndarray) -> "MarkovGame":
-        return MarkovGame(rewards, self.transitions, self.initial_state, self.kind, self.gamma, self.rho)
+    def with_rewards(self, rewards: np.ndarray, potential: np.ndarray | None = None) -> "MarkovGame":
+        """A copy with other rewards (and the given declared potential, none by default)."""
+        return MarkovGame(rewards, self.transitions, self.initial_state, self.kind, self.gamma, self.rho, potential)
 
     @classmethod
     def from_zero_sum(cls, game: ZeroSumGame) -> "MarkovGame":
@@ -210,24 +235,36 @@ def load_markov_game(path) -> MarkovGame:
         if kind not in KINDS:
             hint = " (use load_any_game for zero-sum files)" if kind == "zero_sum" else ""
             raise GameError(f"{path}: kind '{kind}' is not an N-player kind ({', '.join(KINDS)}){hint}")
+        if "local_transitions" in data.files:
+            raise GameError(f"{path}: a product-state game (local_transitions): load it with load_any_game or "
+                            "solvers.product_games.load_product_game")
         rewards = _read_array(data, "rewards", path, MAX_DENSE_ENTRIES)
         transitions = _read_array(data, "transitions", path, MAX_DENSE_ENTRIES)
         s1 = _scalar(data, "initial_state", path)
         gamma = _scalar(data, "gamma", path) if "gamma" in data.files else None
         rho = _read_array(data, "rho", path, MAX_DENSE_ENTRIES) if "rho" in data.files else None
+        phi = _read_array(data, "potential", path, MAX_DENSE_ENTRIES) if "potential" in data.files else None
     try:
-        return MarkovGame(rewards, transitions, s1, kind, gamma, rho)
+        return MarkovGame(rewards, transitions, s1, kind, gamma, rho, phi)
     except GameError as exc:
         raise GameError(f"{path}: {exc}") from None
 
 
-def load_any_game(path) -> ZeroSumGame | MarkovGame:
-    """A zero-sum file as :class:`ZeroSumGame`, a potential or general-sum file as :class:`MarkovGame`."""
+def load_any_game(path):
+    """A zero-sum file as :class:`ZeroSumGame`, a potential or general-sum file as :class:`MarkovGame`, a
+    product-state file (``local_transitions``) as :class:`solvers.product_games.ProductMarkovGame`."""
     path = os.fspath(path)
     with _open_npz(path, "game") as data:
         kind = _read_array(data, "kind", path, 64)
+        product = "local_transitions" in data.files
     kind = str(kind.item()) if kind.dtype.kind in "US" and kind.ndim == 0 else None
-    return load_game(path) if kind == "zero_sum" else load_markov_game(path)
+    if kind == "zero_sum":
+        return load_game(path)
+    if product:
+        from .product_games import load_product_game
+
+        return load_product_game(path)
+    return load_markov_game(path)
 
 
 def save_markov_game(path, game: MarkovGame) -> None:
@@ -235,6 +272,8 @@ def save_markov_game(path, game: MarkovGame) -> None:
     extra = {}
     if game.gamma is not None:
         extra = dict(gamma=np.array(game.gamma, dtype=np.float64), rho=game.rho)
+    if game.potential is not None:
+        extra["potential"] = game.potential
     np.savez(
         os.fspath(path),
         kind=np.array(game.kind),
@@ -283,3 +322,80 @@ def load_policies(path, game: MarkovGame) -> list[np.ndarray]:
 
 def save_policies(path, policies) -> None:
     np.savez(os.fspath(path), **{f"policy_{i}": np.asarray(p, dtype=np.float64) for i, p in enumerate(policies)})
+
+
+# ----------------------------------------------------------------------------- potential games
+
+#: Tolerance of the stage-potential checks (max abs deviation of r_i - phi across a_i).
+POTENTIAL_ATOL = 1e-9
+
+
+def _own_action_deviation(dummy: np.ndarray, i: int) -> float:
+    """max |d(a_i, a_-i) - d(0, a_-i)| of ``dummy`` (H, S, A_1, ..., A_N): how much it varies with a_i."""
+    return float(np.max(np.abs(dummy - np.take(dummy, [0], axis=2 + i))))
+
+
+def stage_potential(rewards: np.ndarray, atol: float = POTENTIAL_ATOL) -> np.ndarray:
+    """A stage potential phi_h(s, a) of ``rewards`` float64 (N, H, S, A_1, ..., A_N), or ``ValueError``.
+
+    Monderer-Shapley: the stage game at (h, s) is an exact potential game iff some phi makes every
+    ``r_i - phi`` independent of a_i; then phi is unique up to a constant per (h, s) and equals the
+    telescoping sum ``phi(a) = sum_i [r_i(a_1..a_i, 0..0) - r_i(a_1..a_{i-1}, 0, 0..0)]``. Identical
+    interest gives ``phi = r_1``; otherwise the constant is chosen so that the mean of phi over joint
+    actions equals the players' mean reward (the convention of :mod:`solvers.maml`). Raises
+    ``ValueError`` naming the player whose ``r_i - phi`` varies with a_i by more than ``atol``.
+    """
+    r = np.asarray(rewards, dtype=np.float64)
+    N = r.shape[0]
+    if np.all(np.abs(r - r[:1]) <= atol):
+        return np.ascontiguousarray(r[0])
+    phi = np.zeros(r.shape[1:])
+    for i in range(N):
+        hi = r[i][(slice(None),) * (3 + i) + (slice(0, 1),) * (N - i - 1)]  # r_i(a_1..a_i, 0_{>i})
+        phi = phi + (hi - np.take(hi, [0], axis=2 + i))
+    joint_axes = tuple(range(2, 2 + N))
+    phi = phi + (r.mean(axis=0).mean(axis=joint_axes, keepdims=True) - phi.mean(axis=joint_axes, keepdims=True))
+    for i in range(N):
+        dev = _own_action_deviation(r[i] - phi, i)
+        if dev > atol:
+            raise ValueError(f"the stage games are not potential games: r_{i} - phi varies with a_{i} by {dev:.3g} > {atol:g}")
+    return phi
+
+
+@dataclass(frozen=True)
+class PotentialCertificate:
+    """What is known about a game's potential (Section 4, Eq. 38).
+
+    ``phi`` float64 (H, S, A_1, ..., A_N): the stage potential reward whose value under a product
+    policy pi is Phi(pi) (finite horizon: from s_1; discounted: rho-weighted).
+    ``source``: "identical_interest" (phi = r_1), "declared" (the game's ``potential``) or
+    "monderer_shapley" (:func:`stage_potential`).
+    ``exact``: Phi is an exact Markov potential (Eq. 38) - identical interest, or dummy terms
+    ``r_i - phi`` under action-independent transitions (player i then cannot influence them).
+    Otherwise every stage game is a potential game but the Markov game need not be one (e.g. the
+    LQ-tracking game, whose dummy terms depend on positions that react to player i's position).
+    """
+
+    phi: np.ndarray
+    source: str
+    exact: bool
+
+
+def potential_certificate(game: MarkovGame, atol: float = POTENTIAL_ATOL) -> PotentialCertificate:
+    """The game's stage potential and whether it is an exact Markov potential; ``ValueError`` if none.
+
+    Works for any game with ``rewards``, ``num_players``, ``potential`` and ``action_independent_transitions()``
+    (:class:`MarkovGame` and :class:`solvers.product_games.ProductMarkovGame`).
+    """
+    r = game.rewards
+    if game.potential is not None:
+        for i in range(game.num_players):
+            dev = _own_action_deviation(r[i] - game.potential, i)
+            if dev > atol:
+                raise ValueError(f"the declared potential is not a stage potential: r_{i} - phi varies with a_{i} by "
+                                 f"{dev:.3g} > {atol:g}")
+        identical = bool(np.all(np.abs(r - r[:1]) <= atol))
+        return PotentialCertificate(game.potential, "declared", identical or game.action_independent_transitions())
+    if bool(np.all(np.abs(r - r[:1]) <= atol)):
+        return PotentialCertificate(np.ascontiguousarray(r[0]), "identical_interest", True)
+    return PotentialCertificate(stage_potential(r, atol), "monderer_shapley", game.action_independent_transitions())

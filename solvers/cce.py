@@ -66,6 +66,7 @@ __all__ = [
     "CCECurves",
     "cce_curves",
     "certified_evaluations",
+    "joint_average",
 ]
 
 
@@ -245,6 +246,14 @@ def certified_evaluations(game: MarkovGame, result, stage_mixtures: np.ndarray |
             V, B = _step(game.rewards, P2, h, M[max(sigma - h - 1, 0), h], V, B)
         values[sigma], brs[sigma] = V[:, s1], B[:, s1]
     return CertifiedEvaluation(np.repeat(values, L, axis=0), np.repeat(brs, L, axis=0))
+
+
+def joint_average(result, t: int | None = None) -> np.ndarray:
+    """The Markov correlated policy (1/t) sum_{j<=t} prod_i pi^j_{h,i} (default t = T): (H, S, A_1, ..., A_N)."""
+    t = result.iterations if t is None else int(t)
+    running = _sums(result, np.array([t], dtype=np.int64))[1]
+    H, S = result.trajectory[0].shape[1:3]
+    return running[0].reshape(H, S, *(p.shape[-1] for p in result.trajectory)) / t
 
 
 def _sums(result, eval_its):

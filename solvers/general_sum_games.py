@@ -90,9 +90,10 @@ def perturb_general_sum(game: MarkovGame, sigma: float, rng: np.random.Generator
 
 
 def general_sum_family(family: str, count: int, sigma: float, horizon: int, seed: int, players: int = 3,
-                       num_states: int = 2, num_actions: int = 2) -> list[MarkovGame]:
+                       num_states: int = 2, num_actions=2) -> list[MarkovGame]:
     """K perturbed copies of a base game (module docstring). ``players``, ``num_states`` and
-    ``num_actions`` (A per player) apply to ``random-general-sum``; ``markov-shapley`` is fixed (N = 2, S = 2, A = 3)."""
+    ``num_actions`` (one A for every player, or (A_1, ..., A_N)) apply to ``random-general-sum``;
+    ``markov-shapley`` is fixed (N = 2, S = 2, A = 3)."""
     if family not in GENERAL_SUM_FAMILIES:
         raise GameError(f"unknown general-sum family '{family}' (choose from {', '.join(GENERAL_SUM_FAMILIES)})")
     _check_positive_int("count", count)
@@ -105,5 +106,8 @@ def general_sum_family(family: str, count: int, sigma: float, horizon: int, seed
         if not 2 <= _check_positive_int("players", players) <= 16:
             raise GameError(f"players must lie in [2, 16], got {players}")
         base_seq = np.random.SeedSequence(root.entropy, spawn_key=(2**31,))
-        base = random_general_sum_game(horizon, num_states, (num_actions,) * players, np.random.default_rng(base_seq))
+        acts = (num_actions,) * players if np.ndim(num_actions) == 0 else tuple(num_actions)
+        if len(acts) != players:
+            raise GameError(f"num_actions must give one A or N = {players} numbers, got {num_actions!r}")
+        base = random_general_sum_game(horizon, num_states, acts, np.random.default_rng(base_seq))
     return [perturb_general_sum(base, sigma, np.random.default_rng(child)) for child in root.spawn(count)]

@@ -24,9 +24,12 @@ log = logging.getLogger("metasweep")
 #: must import nothing heavy at module level), ``solve(args) -> dict`` and ``meta(args) -> dict``.
 CLI_ALGORITHMS: dict[str, str] = {}
 CLI_ALGORITHMS["maml"] = "sweeps.cli_maml"  # MAML over potential games (Section 4.2)
+CLI_ALGORITHMS["omwu-cce"] = "sweeps.cli_general_sum"  # Algorithm 2, general-sum CCE (Section 5)
 #: Game families of ``game make`` besides the zero-sum ones: name -> module defining ``add_options(parser)``
 #: and ``make_games(args) -> list`` of games (``ZeroSumGame`` or ``solvers.nplayer.MarkovGame``).
 GAME_MAKERS: dict[str, str] = {}
+GAME_MAKERS["random-general-sum"] = "sweeps.cli_general_sum"  # Section 5
+GAME_MAKERS["markov-shapley"] = "sweeps.cli_general_sum"  # Section 5
 ZERO_SUM_FAMILIES = ("paper-zero-sum", "random-zero-sum")
 
 
@@ -183,7 +186,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     ev = sub.add_parser("evaluate", help="exact value, best-response values and NE-gap of a policy")
     ev.add_argument("--game", required=True, help="game .npz")
-    ev.add_argument("--policy", required=True, help="policy .npz with policy_0 (H,S,A) and policy_1 (H,S,B)")
+    ev_pol = ev.add_mutually_exclusive_group(required=True)
+    ev_pol.add_argument("--policy", help="policy .npz with policy_0 (H,S,A) and policy_1 (H,S,B) (one policy_i per player)")
+    ev_pol.add_argument("--joint-policy", metavar="J.npz",
+                        help="Markov correlated policy .npz with joint (H,S,A_1,...,A_N): its exact CCE-gap")
 
     solve = sub.add_parser("solve", help="run one algorithm on one game (default: Algorithm 1)")
     solve.add_argument("--game", required=True, help="game .npz")
@@ -277,7 +283,12 @@ def cmd_nash(args) -> dict:
 def cmd_evaluate(args) -> dict:
     from solvers.evaluate import evaluate_policy
     from solvers.games import load_game, load_policy
+    from solvers.nplayer import MarkovGame, load_any_game
 
+    if args.joint_policy or isinstance(game := load_any_game(args.game), MarkovGame) and game.kind == "general_sum":
+        from .cli_general_sum import evaluate  # CCE-gaps (Section 5)
+
+        return evaluate(args)
     game = load_game(args.game)
     mu, nu = load_policy(args.policy, game)
     return evaluate_policy(game, mu, nu).as_dict()

@@ -13,15 +13,15 @@ infinite-horizon discounted setting; F.2-style games are finite-horizon. Both ar
 
 The parameter vector ``theta`` is flat: player blocks (H, S, A_i) in C order, concatenated.
 
-Potential. ``Phi(theta; G)`` is the value of a stage potential reward ``phi_h(s, a)`` under
-pi_theta (:func:`stage_potential`). For an identical-interest game (F.2) ``phi = r_1`` and Phi is
-the exact potential of the Markov game (and the common value). Reading for other games whose
-stage rewards are a potential game, ``r_i = phi + u_i(s, a_{-i})`` (e.g. the LQ-tracking game of
-F.3): phi is fixed up to a per-(h, s) constant, chosen so that its mean over joint actions equals
-the players' mean reward; Phi is then the exact Markov potential only when the dummy terms' values
-do not depend on player i's policy (e.g. action-independent transitions). The inner step follows
-the paper's operator ``zeta(theta) = theta + alpha grad Phi(theta)`` (Eq. 9/41), which equals
-independent policy-gradient ascent (Eq. 44) whenever Phi is an exact potential.
+Potential. ``Phi(theta; G)`` is the value under pi_theta of the game's stage potential reward
+``phi_h(s, a)`` from :func:`solvers.nplayer.potential_certificate` (a declared potential, ``r_1`` for
+identical interest, else Monderer-Shapley). For identical-interest games (F.2) and for dummy terms
+under action-independent transitions Phi is the exact Markov potential (``exact``). For other
+games (e.g. LQ tracking, F.3) every stage game is a potential game but the Markov game need not
+be an MPG; Phi is then the value of phi, and the inner step follows the paper's operator
+``zeta(theta) = theta + alpha grad Phi(theta)`` (Eq. 9/41), which equals independent
+policy-gradient ascent (Eq. 44) exactly when Phi is an exact potential. NE-gaps after adaptation
+are exact (:func:`solvers.potential_eval.evaluate_product_policy`, the players' own rewards).
 
 Gradient (policy-gradient theorem, Eq. 45, with the unnormalised visitation
 ``d(s) = sum_t gamma^t Pr(s_t = s)`` resp. ``d_h(s) = Pr(s_h = s)``)::
@@ -60,7 +60,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.linalg
 
-from .nplayer import MarkovGame
+from .nplayer import POTENTIAL_ATOL, MarkovGame, potential_certificate
 
 __all__ = [
     "MamlEvaluation",
@@ -70,52 +70,22 @@ __all__ = [
     "dense_hessian",
     "hessian_vector_product",
     "meta_gradient",
-    "nash_gaps",
     "potential",
     "potential_game",
     "potential_gradient",
     "run_maml",
     "softmax_policies",
     "split_theta",
-    "stage_potential",
     "theta_size",
 ]
 
-#: Tolerance of the stage-potential check (max abs deviation of r_i - phi across a_i).
-POTENTIAL_ATOL = 1e-9
 #: Largest parameter dimension for which :func:`dense_hessian` builds a dense matrix.
 MAX_DENSE_HESSIAN = 4000
+#: Implementations of the value, gradient and HVP passes: Numba kernels (default) and the NumPy reference.
+BACKENDS = ("numba", "numpy")
 
 
 # ----------------------------------------------------------------------------- the game's potential
-
-
-def stage_potential(rewards: np.ndarray, atol: float = POTENTIAL_ATOL) -> np.ndarray:
-    """A stage potential ``phi_h(s, a)`` of rewards (N, H, S, A_1, ..., A_N) (module docstring).
-
-    Identical interest: ``phi = r_1``. Otherwise the telescoping potential
-    ``phi(a) = sum_i [r_i(a_1..a_i, 0..0) - r_i(a_1..a_{i-1}, 0, 0..0)]`` shifted per (h, s) to the
-    players' mean reward; raises ``ValueError`` unless ``r_i - phi`` is independent of ``a_i``
-    (within ``atol``) for every player.
-    """
-    r = np.asarray(rewards, dtype=np.float64)
-    N = r.shape[0]
-    if np.all(np.abs(r - r[:1]) <= atol):
-        return np.ascontiguousarray(r[0])
-    phi = np.zeros(r.shape[1:])
-    for i in range(N):
-        # r_i at (a_1..a_i, 0_{>i}) minus r_i at (a_1..a_{i-1}, 0_i, 0_{>i}), broadcast over a_{>i}
-        hi = r[i][(slice(None),) * (3 + i) + (slice(0, 1),) * (N - i - 1)]
-        phi = phi + (hi - np.take(hi, [0], axis=2 + i))
-    joint_axes = tuple(range(2, 2 + N))
-    phi = phi + (r.mean(axis=0).mean(axis=joint_axes, keepdims=True) - phi.mean(axis=joint_axes, keepdims=True))
-    for i in range(N):
-        dummy = r[i] - phi
-        dev = np.max(np.abs(dummy - np.take(dummy, [0], axis=2 + i)))
-        if dev > atol:
-            raise ValueError(f"player {i}'s rewards are not a stage potential game: r_{i} - phi varies with a_{i} "
-                             f"by {dev:.3g} > {atol:g} (MAML needs a potential, Section 4.2)")
-    return phi
 
 
 class _DenseKernel:
@@ -186,6 +156,7 @@ class PotentialGame:
     gamma : None (finite horizon) or the discount
     actions : (A_1, ..., A_N)
     game : the source game (its rewards give the NE-gap)
+    exact : whether Phi is an exact Markov potential (:func:`solvers.nplayer.potential_certificate`)
     """
 
     phi: np.ndarray
@@ -194,6 +165,26 @@ class PotentialGame:
     gamma: float | None
     actions: tuple
     game: object
+    exact: bool = True
+    _ops: dict = field(default_factory=dict, repr=False, compare=False)
+
+    def ops(self, backend: str):
+        """The value/gradient/HVP implementation: ``"numba"`` (:mod:`solvers.maml_kernels`) or ``"numpy"``."""
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+        if backend not in self._ops:
+            self._ops[backend] = _NumbaOps(self) if backend == "numba" else _NumpyOps(self)
+        return self._ops[backend]
+
+    def evaluate(self, policies):
+        """Exact values, best responses, NE-gaps and Phi of a product policy
+        (:func:`solvers.potential_eval.evaluate_product_policy`, kernel form built once per game)."""
+        from .markov_kernels import kernel_form
+        from .potential_eval import evaluate_product_policy
+
+        if "eval" not in self._ops:
+            self._ops["eval"] = kernel_form(self.game, self.phi.reshape((self.horizon, self.num_states) + self.actions))
+        return evaluate_product_policy(self.game, policies, kf=self._ops["eval"])
 
     @property
     def horizon(self) -> int:
@@ -216,9 +207,10 @@ def potential_game(game, atol: float = POTENTIAL_ATOL) -> PotentialGame:
         raise TypeError(f"MAML needs an N-player MarkovGame or ProductMarkovGame, got {type(game).__name__}")
     H, S, A = game.horizon, game.num_states, game.num_actions
     J = int(np.prod(A))
-    phi = stage_potential(game.rewards, atol).reshape(H, S, J)
+    cert = potential_certificate(game, atol)
+    phi = np.ascontiguousarray(cert.phi, dtype=np.float64).reshape(H, S, J)
     kernel = _ProductKernel(local) if local is not None else _DenseKernel(game.transitions, S, J)
-    return PotentialGame(np.ascontiguousarray(phi), kernel, game.initial_distribution, game.gamma, tuple(A), game)
+    return PotentialGame(phi, kernel, game.initial_distribution, game.gamma, tuple(A), game, cert.exact)
 
 
 def _prepare(game) -> PotentialGame:
@@ -357,6 +349,117 @@ def _tangent(p: _Primal, g: PotentialGame, u: np.ndarray) -> np.ndarray:
     ])
 
 
+class _NumpyOps:
+    """The NumPy reference passes (:func:`_primal`, :func:`_gradient`, :func:`_tangent`)."""
+
+    def __init__(self, g: PotentialGame):
+        self.g = g
+
+    def primal(self, theta):
+        return _primal(theta, self.g)
+
+    def gradient(self, p):
+        return _gradient(p, self.g)
+
+    def tangent(self, p, u):
+        return _tangent(p, self.g, u)
+
+
+@dataclass
+class _KernelPrimal:
+    """The arrays :func:`solvers.maml_kernels._primal` filled (padded layout)."""
+
+    sig_pad: np.ndarray
+    pi: np.ndarray
+    Q: np.ndarray
+    V: np.ndarray
+    d: np.ndarray
+    Minv: np.ndarray
+    value: float
+    actions: tuple
+
+    @property
+    def sig(self) -> list:
+        return [np.ascontiguousarray(self.sig_pad[i, :, :, :a]) for i, a in enumerate(self.actions)]
+
+
+class _NumbaOps:
+    """The Numba passes of :mod:`solvers.maml_kernels` on one game's kernel-form arrays."""
+
+    def __init__(self, g: PotentialGame):
+        from . import maml_kernels as mk
+
+        self.mk = mk
+        self.g = g
+        game = g.game
+        H, S, A = g.horizon, g.num_states, g.actions
+        N, J = len(A), int(np.prod(A))
+        self.N, self.H, self.S, self.J, self.A, self.Amax = N, H, S, J, A, max(A)
+        self.actions = np.asarray(A, dtype=np.int64)
+        self.adec = np.stack(np.unravel_index(np.arange(J), A), axis=1).astype(np.int64)
+        local = getattr(game, "local_transitions", None)
+        self.factored = local is not None
+        if self.factored:
+            L, Al = local.shape[2], local.shape[3]
+            self.local_p = np.ascontiguousarray(local)
+            self.sdec = np.stack(np.unravel_index(np.arange(S), (L,) * N), axis=1).astype(np.int64)
+            x = self.sdec[:, None, :] * Al + self.adec[None, :, :]
+            self.xmap = np.ascontiguousarray(np.ravel_multi_index(tuple(np.moveaxis(x, 2, 0)), (L * Al,) * N)).astype(np.int64)
+            self.dense_p = np.zeros((1, 1, 1, 1))
+            buf = (L * Al) ** N
+        else:
+            self.local_p = np.zeros((1, 1, 1, 1, 1))
+            self.sdec = np.zeros((S, N), dtype=np.int64)
+            self.xmap = np.zeros((1, 1), dtype=np.int64)
+            self.dense_p = np.ascontiguousarray(game.transitions).reshape(H, S, J, S)
+            buf = 1
+        self.buf1, self.buf2 = np.empty(buf), np.empty(buf)
+        self.E = np.empty((S, J))
+        self.phi = g.phi
+        self.rho = np.ascontiguousarray(g.rho, dtype=np.float64)
+        self.discounted = g.gamma is not None
+        self.gamma = float(g.gamma) if self.discounted else 0.0
+        self.offsets = np.cumsum([0] + [H * S * a for a in A])
+        self._work = None
+
+    def pad(self, flat):
+        out = np.zeros((self.N, self.H, self.S, self.Amax))
+        for i, a in enumerate(self.A):
+            out[i, :, :, :a] = flat[self.offsets[i]:self.offsets[i + 1]].reshape(self.H, self.S, a)
+        return out
+
+    def unpad(self, padded):
+        return np.concatenate([padded[i, :, :, :a].ravel() for i, a in enumerate(self.A)])
+
+    def primal(self, theta):
+        H, S, J = self.H, self.S, self.J
+        sig = np.empty((self.N, H, S, self.Amax))
+        pi, Q = np.empty((H, S, J)), np.empty((H, S, J))
+        V, d = np.empty((H + 1, S)), np.empty((H, S))
+        Minv = np.empty((S, S) if self.discounted else (1, 1))
+        val = self.mk._primal(self.pad(theta), self.actions, self.adec, self.sdec, self.phi, self.rho, self.dense_p,
+                              self.local_p, self.xmap, self.factored, self.gamma, self.discounted, sig, pi, Q, V, d, Minv,
+                              self.E, self.buf1, self.buf2)
+        return _KernelPrimal(sig, pi, Q, V, d, Minv, float(val), self.A)
+
+    def gradient(self, p):
+        out = np.empty_like(p.sig_pad)
+        self.mk._gradient(p.sig_pad, p.pi, p.Q, p.V, p.d, self.adec, self.actions, out)
+        return self.unpad(out)
+
+    def tangent(self, p, u):
+        H, S, J = self.H, self.S, self.J
+        if self._work is None:
+            self._work = (np.empty((self.N, H, S, self.Amax)), np.empty((H, S, J)), np.empty((H, S, J)),
+                          np.empty((H + 1, S)), np.empty((H, S)))
+        cen, pidot, Qdot, Vdot, ddot = self._work
+        out = np.empty_like(p.sig_pad)
+        self.mk._tangent(self.pad(u), p.sig_pad, p.pi, p.Q, p.V, p.d, p.Minv, self.adec, self.actions, self.dense_p,
+                         self.local_p, self.xmap, self.factored, self.gamma, self.discounted, cen, pidot, Qdot, Vdot,
+                         ddot, self.E, self.buf1, self.buf2, out)
+        return self.unpad(out)
+
+
 def _check_theta(theta, g: PotentialGame, name: str = "theta") -> np.ndarray:
     t = np.asarray(theta, dtype=np.float64)
     if t.shape != (g.dim,):
@@ -366,122 +469,71 @@ def _check_theta(theta, g: PotentialGame, name: str = "theta") -> np.ndarray:
     return t
 
 
-def potential(theta, game) -> float:
+def potential(theta, game, backend: str = "numba") -> float:
     """Phi(theta; G), the potential's value under the softmax policy of ``theta``."""
     g = _prepare(game)
-    return _primal(_check_theta(theta, g), g).value
+    return g.ops(backend).primal(_check_theta(theta, g)).value
 
 
-def potential_gradient(theta, game) -> tuple[float, np.ndarray]:
+def potential_gradient(theta, game, backend: str = "numba") -> tuple[float, np.ndarray]:
     """(Phi(theta), grad Phi(theta)) exactly (Eq. 45 in this module's normalisation)."""
     g = _prepare(game)
-    p = _primal(_check_theta(theta, g), g)
-    return p.value, _gradient(p, g)
+    ops = g.ops(backend)
+    p = ops.primal(_check_theta(theta, g))
+    return p.value, ops.gradient(p)
 
 
-def hessian_vector_product(theta, game, u) -> np.ndarray:
+def hessian_vector_product(theta, game, u, backend: str = "numba") -> np.ndarray:
     """The exact product Hess Phi(theta) u (forward mode over the closed-form gradient)."""
     g = _prepare(game)
+    ops = g.ops(backend)
     t = _check_theta(theta, g)
-    return _tangent(_primal(t, g), g, _check_theta(u, g, "u"))
+    return ops.tangent(ops.primal(t), _check_theta(u, g, "u"))
 
 
-def dense_hessian(theta, game) -> np.ndarray:
+def dense_hessian(theta, game, backend: str = "numba") -> np.ndarray:
     """Hess Phi(theta) as a dense (D, D) matrix, column by column from HVPs (tiny games only)."""
     g = _prepare(game)
     t = _check_theta(theta, g)
     if g.dim > MAX_DENSE_HESSIAN:
         raise ValueError(f"a dense Hessian of dimension {g.dim} > {MAX_DENSE_HESSIAN} is refused: use hessian_vector_product")
-    p = _primal(t, g)
-    return np.column_stack([_tangent(p, g, e) for e in np.eye(g.dim)])
+    ops = g.ops(backend)
+    p = ops.primal(t)
+    return np.column_stack([ops.tangent(p, e) for e in np.eye(g.dim)])
 
 
 # ----------------------------------------------------------------------------- inner loop and meta-gradient
 
 
-def adapt(theta, game, T: int, alpha: float, keep: bool = False):
+def adapt(theta, game, T: int, alpha: float, keep: bool = False, backend: str = "numba"):
     """T steps of exact policy-gradient ascent ``theta <- theta + alpha grad Phi(theta)`` (Eq. 44-45).
 
     Returns ``(theta_T, Phi(theta_T), primals)``; ``primals`` (the T pre-step primals, for the
     meta-gradient) is empty unless ``keep``.
     """
     g = _prepare(game)
+    ops = g.ops(backend)
     t = _check_theta(theta, g).copy()
     primals = []
     for _ in range(T):
-        p = _primal(t, g)
+        p = ops.primal(t)
         if keep:
             primals.append(p)
-        t = t + alpha * _gradient(p, g)
-    return t, _primal(t, g), primals
+        t = t + alpha * ops.gradient(p)
+    return t, ops.primal(t), primals
 
 
-def meta_gradient(theta, game, T: int, alpha: float) -> tuple[float, np.ndarray]:
-    """One game's term of Eq. (46): (Phi(theta^(T)), prod_t (I + alpha H_t) grad Phi(theta^(T)))."""
+def meta_gradient(theta, game, T: int, alpha: float, backend: str = "numba") -> tuple[float, np.ndarray]:
+    """One game's term of Eq. (46): (Phi(theta^(T)), prod_t (I + alpha H_t) grad Phi(theta^(T))).
+
+    The T primals of the inner loop are kept (O(T H S J) memory) and reused by the T HVPs."""
     g = _prepare(game)
-    _, pT, primals = adapt(theta, g, T, alpha, keep=True)
-    v = _gradient(pT, g)
+    ops = g.ops(backend)
+    _, pT, primals = adapt(theta, g, T, alpha, keep=True, backend=backend)
+    v = ops.gradient(pT)
     for p in reversed(primals):
-        v = v + alpha * _tangent(p, g, v)
+        v = v + alpha * ops.tangent(p, v)
     return pT.value, v
-
-
-# ----------------------------------------------------------------------------- NE-gap of a product policy
-
-
-def nash_gaps(game, policies: list[np.ndarray], tol: float = 1e-12, max_iter: int = 10_000):
-    """Per-player (V_i(pi), V_i^{dag, pi_{-i}}) of a product policy, exactly.
-
-    ``game``: a MarkovGame, a ProductMarkovGame or a :class:`PotentialGame` (its source game is
-    used). Finite horizon: backward induction. Discounted: V_i by one linear solve, the best
-    response by policy iteration on player i's MDP against pi_{-i} (exact solves; stops when the
-    greedy policy repeats). Returns two (N,) arrays; the NE-gap is ``max_i (br_i - v_i)`` and the
-    F.2 average form ``mean_i (br_i - v_i)``.
-    """
-    if isinstance(game, PotentialGame):
-        kernel, game = game.kernel, game.game
-    else:
-        local = getattr(game, "local_transitions", None)
-        J = int(np.prod(game.num_actions))
-        kernel = _ProductKernel(local) if local is not None else _DenseKernel(game.transitions, game.num_states, J)
-    N, H, S, A = game.num_players, game.horizon, game.num_states, game.num_actions
-    rho = game.initial_distribution
-    sig = [np.asarray(p, dtype=np.float64) for p in policies]
-    pi = _joint(sig, np.multiply)
-    R = game.rewards.reshape(N, H, S, -1)
-    values, brs = np.empty(N), np.empty(N)
-    idx = np.arange(S)
-    for i in range(N):
-        # weights of pi_{-i} over joint actions (player i's factor 1): marginals give player i's MDP
-        w = _joint([np.ones_like(x) if j == i else x for j, x in enumerate(sig)], np.multiply)
-        r_br = _marginals(w * R[i], A)[i]  # (H, S, A_i)
-        if game.gamma is None:
-            v, vb = np.zeros(S), np.zeros(S)
-            for h in range(H - 1, -1, -1):
-                v = np.einsum("sj,sj->s", pi[h], R[i, h] + kernel.expect(h, v))
-                vb = (r_br[h] + _marginals(w[h:h + 1] * kernel.expect(h, vb)[None], A)[i][0]).max(axis=1)
-            values[i], brs[i] = rho @ v, rho @ vb
-            continue
-        gm = game.gamma
-        P_pi = kernel.policy_matrix(0, pi[0], [x[0] for x in sig])
-        v = np.linalg.solve(np.eye(S) - gm * P_pi, np.einsum("sj,sj->s", pi[0], R[i, 0]))
-
-        def q_br(vb, r0=r_br[0], w0=w[:1], i=i, gm=gm):
-            return r0 + gm * _marginals(w0 * kernel.expect(0, vb)[None], A)[i][0]
-
-        act = np.argmax(q_br(v), axis=1)
-        for _ in range(max_iter):
-            det = [np.eye(A[i])[act] if j == i else x[0] for j, x in enumerate(sig)]
-            P_det = kernel.policy_matrix(0, _joint([x[None] for x in det], np.multiply)[0], det)
-            vb = np.linalg.solve(np.eye(S) - gm * P_det, r_br[0][idx, act])
-            q = q_br(vb)
-            keep = q[idx, act] >= q.max(axis=1) - tol * max(1.0, np.abs(q).max())
-            new = np.where(keep, act, np.argmax(q, axis=1))
-            if np.array_equal(new, act):
-                break
-            act = new
-        values[i], brs[i] = rho @ v, rho @ vb
-    return values, brs
 
 
 # ----------------------------------------------------------------------------- the MAML run
@@ -548,16 +600,16 @@ def _check_games(games, name: str) -> list[PotentialGame]:
     return out
 
 
-def evaluate_initialisation(theta, games, T: int, alpha: float) -> MamlEvaluation:
+def evaluate_initialisation(theta, games, T: int, alpha: float, backend: str = "numba") -> MamlEvaluation:
     """Adapt T steps from ``theta`` on every game; the potential and the exact NE-gaps after adaptation."""
     pot, gap, gap_avg = [], [], []
     for g in games:
         g = _prepare(g)
-        _, pT, _ = adapt(theta, g, T, alpha)
-        v, br = nash_gaps(g.game, pT.sig)
+        _, pT, _ = adapt(theta, g, T, alpha, backend=backend)
+        ev = g.evaluate(pT.sig)
         pot.append(pT.value)
-        gap.append(float(np.max(br - v)))
-        gap_avg.append(float(np.mean(br - v)))
+        gap.append(ev.gap)
+        gap_avg.append(ev.gap_avg)
     return MamlEvaluation(np.array(pot), np.array(gap), np.array(gap_avg))
 
 
@@ -573,7 +625,7 @@ def _check_run_args(T, alpha, outer_iterations, beta, eval_every):
 
 
 def run_maml(train_games, test_games, T: int, alpha: float, outer_iterations: int, beta: float,
-             eval_every: int = 1, theta0=None) -> MamlResult:
+             eval_every: int = 1, theta0=None, backend: str = "numba") -> MamlResult:
     """MAML (Eq. 47) on ``train_games`` (full batch: the uniform distribution over them, as in D.2),
     evaluated on held-out ``test_games`` every ``eval_every`` outer iterations (and at 0 and M).
 
@@ -583,6 +635,7 @@ def run_maml(train_games, test_games, T: int, alpha: float, outer_iterations: in
     T : inner policy-gradient steps (Eq. 44); T = 0 gives plain gradient ascent on mean Phi
     alpha : inner step size; beta : outer step size (the paper's eta in Eq. 47)
     outer_iterations : M outer steps; theta0 : initial meta-parameter (default 0 = uniform policies)
+    backend : "numba" (default) or "numpy" (the reference implementation)
     """
     _check_run_args(T, alpha, outer_iterations, beta, eval_every)
     train = _check_games(train_games, "train_games")
@@ -593,18 +646,18 @@ def run_maml(train_games, test_games, T: int, alpha: float, outer_iterations: in
     theta = np.zeros(dim) if theta0 is None else _check_theta(theta0, train[0], "theta0").copy()
     t0 = time.perf_counter()
     t_eval = 0.0
-    uniform = evaluate_initialisation(np.zeros(dim), test, T, alpha)
+    uniform = evaluate_initialisation(np.zeros(dim), test, T, alpha, backend)
     grad_norm, pot, eval_outer, meta = [], [], [], []
     for k in range(outer_iterations + 1):
         if k % eval_every == 0 or k == outer_iterations:
             te = time.perf_counter()
-            meta.append(evaluate_initialisation(theta, test, T, alpha))
+            meta.append(evaluate_initialisation(theta, test, T, alpha, backend))
             eval_outer.append(k)
             t_eval += time.perf_counter() - te
         grad = np.zeros(dim)
         val = 0.0
         for g in train:
-            f, v = meta_gradient(theta, g, T, alpha)
+            f, v = meta_gradient(theta, g, T, alpha, backend)
             val += f / len(train)
             grad += v / len(train)
         grad_norm.append(float(np.linalg.norm(grad)))

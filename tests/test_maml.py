@@ -7,7 +7,9 @@ References and tolerances:
   differences of an independent value solve, step 1e-6): atol 1e-6; the dense Hessian from HVPs
   is symmetric to 1e-12;
 - the meta-gradient of T = 1 (and T = 3) against central differences of F_T (step 1e-6): atol 1e-6;
-- NE-gaps against brute force over deterministic policies: 1e-10.
+- the Numba kernels against the NumPy reference (value, gradient, HVP, meta-gradient), dense and
+  product-state games (against their dense form): atol 1e-12;
+- Phi against the independent evaluator solvers.potential_eval: atol 1e-12.
 """
 
 import itertools
@@ -16,7 +18,9 @@ import numpy as np
 import pytest
 
 from solvers import maml
-from solvers.nplayer import MarkovGame
+from solvers.nplayer import MarkovGame, stage_potential
+from solvers.potential_eval import evaluate_product_policy
+from solvers.product_games import ProductMarkovGame
 
 
 def random_potential_game(rng, N=3, H=2, S=3, A=(2, 3, 2), gamma=None, identical=True):
@@ -100,7 +104,7 @@ def _lemma15_hessian(game: MarkovGame, theta: np.ndarray) -> np.ndarray:
     N, gm = game.num_players, game.gamma
     joint = list(itertools.product(*[range(a) for a in A]))
     # the potential's reward (player i's r_i in the paper's block (i, j); equal for identical interest)
-    r, P, rho = maml.stage_potential(game.rewards)[0], game.transitions[0], game.rho
+    r, P, rho = stage_potential(game.rewards)[0], game.transitions[0], game.rho
 
     def policies(t):
         out, k = [], 0
@@ -169,72 +173,81 @@ def test_meta_gradient_matches_finite_differences_of_F_T(gamma, identical, T):
         np.testing.assert_allclose(mg, v + alpha * maml.dense_hessian(theta, g) @ v, atol=1e-12, rtol=0)
 
 
-def test_stage_potential():
-    rng = np.random.default_rng(5)
-    game = random_potential_game(rng, identical=False)
-    phi = maml.stage_potential(game.rewards)
-    for i in range(3):  # r_i - phi does not depend on a_i
-        dummy = game.rewards[i] - phi
-        np.testing.assert_allclose(dummy, np.broadcast_to(np.take(dummy, [0], axis=2 + i), dummy.shape), atol=1e-12)
-    ident = random_potential_game(rng, identical=True)
-    np.testing.assert_array_equal(maml.stage_potential(ident.rewards), ident.rewards[0])
-    bad = game.rewards.copy()
-    bad[1, 0, 0, 0, 1, 0] += 0.5  # player 1's own deviation payoff changes: no potential
-    with pytest.raises(ValueError, match="rewards are not a stage potential game"):
-        maml.stage_potential(bad)
+def _product_game(rng, H, gamma):
+    """A 3-player product-state game (L = 3 local states, 2 actions) with a stage potential plus dummy terms."""
+    N, L, A = 3, 3, 2
+    q = rng.dirichlet(np.ones(L), size=(N, H, L, A))
+    S = L**N
+    phi = rng.random((H, S) + (A,) * N)
+    r = np.stack([phi + np.take(rng.random((H, S) + (A,) * N), [0], axis=2 + i) for i in range(N)])
+    return ProductMarkovGame(r, q, 0, "potential", gamma, None if gamma is None else rng.dirichlet(np.ones(S)))
 
 
-def _brute_force_gaps(game: MarkovGame, policies):
-    """V_i and max over deterministic (Markov, resp. stationary) policies of player i, by enumeration."""
-    N, H, S, A = game.num_players, game.horizon, game.num_states, game.num_actions
-    joint = list(itertools.product(*[range(a) for a in A]))
-
-    def value(pols, i):
-        pi = [[np.array([np.prod([pols[k][h, s, a[k]] for k in range(N)]) for a in joint]) for s in range(S)]
-              for h in range(H)]
-        rew = lambda h, s: sum(p * game.rewards[(i, h, s) + a] for p, a in zip(pi[h][s], joint))
-        trans = lambda h, s: sum(p * game.transitions[(h, s) + a] for p, a in zip(pi[h][s], joint))
-        if game.gamma is None:
-            v = np.zeros(S)
-            for h in reversed(range(H)):
-                v = np.array([rew(h, s) + trans(h, s) @ v for s in range(S)])
-        else:
-            Pm = np.array([trans(0, s) for s in range(S)])
-            v = np.linalg.solve(np.eye(S) - game.gamma * Pm, np.array([rew(0, s) for s in range(S)]))
-        return game.initial_distribution @ v
-
-    vals, brs = [], []
-    for i in range(N):
-        vals.append(value(policies, i))
-        best = -np.inf
-        for choice in itertools.product(range(A[i]), repeat=H * S):
-            det = np.zeros((H, S, A[i]))
-            det[np.arange(H).repeat(S), np.tile(np.arange(S), H), choice] = 1.0
-            best = max(best, value([det if k == i else policies[k] for k in range(N)], i))
-        brs.append(best)
-    return np.array(vals), np.array(brs)
+PRODUCT = [pytest.param(3, None, id="product-finite"), pytest.param(1, 0.9, id="product-discounted")]
 
 
-@pytest.mark.parametrize("gamma", [None, 0.85])
-def test_nash_gaps_against_brute_force(gamma):
-    rng = np.random.default_rng(6)
-    game = random_potential_game(rng, N=2, H=1 if gamma else 2, S=2, A=(2, 3), gamma=gamma, identical=False)
-    H, S = game.horizon, game.num_states
-    theta = rng.normal(size=maml.theta_size(H, S, game.num_actions))
-    pols = maml.softmax_policies(theta, H, S, game.num_actions)
-    v, br = maml.nash_gaps(game, pols)
-    v_ref, br_ref = _brute_force_gaps(game, pols)
-    np.testing.assert_allclose(v, v_ref, atol=1e-10)
-    np.testing.assert_allclose(br, br_ref, atol=1e-10)
-    assert np.all(br - v > 1e-3)
+@pytest.mark.parametrize("gamma,identical", SETTINGS)
+def test_numba_kernels_match_numpy_reference(gamma, identical):
+    game, rng = _game(9, gamma, identical)
+    _compare_backends(maml.potential_game(game), rng)
 
 
-def test_nash_gap_zero_at_pure_equilibrium():
-    # F.2 base game: both players always play action 1 (reward 1 in s0, 0.8 in s1); a NE of the team game
-    game = paper_potential(H=3)
-    pols = [np.tile([0.0, 1.0], (3, 2, 1)) for _ in range(2)]
-    v, br = maml.nash_gaps(game, pols)
-    np.testing.assert_allclose(br - v, 0.0, atol=1e-12)
+@pytest.mark.parametrize("H,gamma", PRODUCT)
+def test_product_games_match_their_dense_form(H, gamma):
+    rng = np.random.default_rng(10)
+    game = _product_game(rng, H, gamma)
+    g, dense = maml.potential_game(game), maml.potential_game(game.to_dense())
+    _compare_backends(g, rng)
+    theta, u = rng.normal(size=g.dim), rng.normal(size=g.dim)
+    for backend in maml.BACKENDS:
+        v1, g1 = maml.potential_gradient(theta, g, backend)
+        v2, g2 = maml.potential_gradient(theta, dense, backend)
+        assert v1 == pytest.approx(v2, abs=1e-12)
+        np.testing.assert_allclose(g1, g2, atol=1e-12, rtol=0)
+        np.testing.assert_allclose(maml.hessian_vector_product(theta, g, u, backend),
+                                   maml.hessian_vector_product(theta, dense, u, backend), atol=1e-12, rtol=0)
+
+
+def _compare_backends(g, rng):
+    theta, u = rng.normal(size=g.dim), rng.normal(size=g.dim)
+    (v1, g1), (v2, g2) = (maml.potential_gradient(theta, g, b) for b in ("numba", "numpy"))
+    assert v1 == pytest.approx(v2, abs=1e-12)
+    np.testing.assert_allclose(g1, g2, atol=1e-12, rtol=0)
+    np.testing.assert_allclose(maml.hessian_vector_product(theta, g, u, "numba"),
+                               maml.hessian_vector_product(theta, g, u, "numpy"), atol=1e-12, rtol=0)
+    (f1, m1), (f2, m2) = (maml.meta_gradient(theta, g, 3, 0.5, b) for b in ("numba", "numpy"))
+    assert f1 == pytest.approx(f2, abs=1e-12)
+    np.testing.assert_allclose(m1, m2, atol=1e-12, rtol=0)
+
+
+def test_kernels_run_uncompiled():
+    """The kernels' Python bodies (``py_func``) give the compiled results: catches typing-only behaviour."""
+    from solvers import maml_kernels as mk
+
+    rng = np.random.default_rng(11)
+    g = maml.potential_game(_product_game(rng, 2, None))
+    ops = g.ops("numba")
+    theta = ops.pad(rng.normal(size=g.dim))
+    out = {}
+    for name, fn in (("jit", mk._primal), ("py", mk._primal.py_func)):
+        arrays = (np.zeros_like(theta), np.zeros((2, 27, 8)), np.zeros((2, 27, 8)), np.zeros((3, 27)), np.zeros((2, 27)),
+                  np.zeros((1, 1)))
+        val = fn(theta, ops.actions, ops.adec, ops.sdec, ops.phi, ops.rho, ops.dense_p, ops.local_p, ops.xmap, True, 0.0,
+                 False, *arrays, np.empty((27, 8)), np.empty(ops.buf1.size), np.empty(ops.buf2.size))
+        out[name] = (val, arrays)
+    assert out["jit"][0] == pytest.approx(out["py"][0], abs=1e-14)
+    for a, b in zip(out["jit"][1], out["py"][1]):
+        np.testing.assert_allclose(a, b, atol=1e-14)
+
+
+@pytest.mark.parametrize("H,gamma", [pytest.param(3, None, id="finite"), pytest.param(1, 0.8, id="discounted")])
+def test_potential_matches_independent_evaluator(H, gamma):
+    rng = np.random.default_rng(12)
+    for game in (_product_game(rng, H, gamma), random_potential_game(rng, H=H, gamma=gamma, identical=False)):
+        g = maml.potential_game(game)
+        theta = rng.normal(size=g.dim)
+        pols = maml.softmax_policies(theta, g.horizon, g.num_states, g.actions)
+        assert maml.potential(theta, g) == pytest.approx(evaluate_product_policy(game, pols).potential, abs=1e-12)
 
 
 def test_maml_run_improves_adaptation_over_uniform():

@@ -72,10 +72,10 @@ def test_meta_maml_refuses_non_potential_game(games, tmp_path, capsys):
     bad[0, 0, 0, 1, 0] += 1.0
     path = tmp_path / "bad.npz"
     save_markov_game(path, g.with_rewards(bad))
-    code, out, err = _run(["meta", "--algorithm", "maml", "--games", games[0], str(path), "-T", "1", "--step", "0.1",
+    code, _, err = _run(["meta", "--algorithm", "maml", "--games", games[0], str(path), "-T", "1", "--step", "0.1",
                            "--outer-iterations", "1", "--outer-step", "0.1", "--curve", str(tmp_path / "c.parquet")],
                           capsys)
-    assert code == 2 and "bad.npz" in err and "stage potential" in err
+    assert code == 2 and "bad.npz" in err and "not potential games" in err
 
 
 def test_solve_maml_is_refused(games, tmp_path, capsys):

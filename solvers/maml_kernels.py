@@ -1,0 +1,317 @@
+"""Numba kernels of :mod:`solvers.maml`: the potential's value, exact gradient and exact
+Hessian-vector product for softmax product policies (finite horizon and discounted; dense or
+product-state transitions).
+
+The mathematics (Eq. 45, the tangent pass) is in :mod:`solvers.maml`'s docstring; this module is
+the same computation with fused loops over (h, s, joint action) instead of NumPy temporaries. The
+NumPy version in :mod:`solvers.maml` is the reference the tests compare these kernels with, and the
+baseline of ``benchmarks/bench_maml.py``.
+
+Layout: parameters, policies and gradients are padded (N, H, S, A_max) arrays (entries a >= A_i
+are 0); joint actions j are C order over (A_1, ..., A_N), decoded by ``adec`` (J, N). Transitions
+are dense (H, S, J, S), or local kernels (N, H, L, A, L) of a product game applied by successive
+mode products (``factored``); ``xmap`` (S, J) is the index of (s, j) in the mode-product tensor
+over (s_1 A + a_1, ..., s_N A + a_N) and ``sdec`` (S, N) decodes joint states. Every kernel fills
+preallocated arrays in place (said per function).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+
+@njit(cache=True)
+def _softmax_policy(theta, actions, sig):
+    """Fill ``sig[i, h, s, :A_i]`` with softmax(theta[i, h, s, :A_i]) (zeros beyond A_i)."""
+    N, H, S, Amax = theta.shape
+    for i in range(N):
+        Ai = actions[i]
+        for h in range(H):
+            for s in range(S):
+                m = theta[i, h, s, 0]
+                for a in range(1, Ai):
+                    m = max(m, theta[i, h, s, a])
+                z = 0.0
+                for a in range(Ai):
+                    e = np.exp(theta[i, h, s, a] - m)
+                    sig[i, h, s, a] = e
+                    z += e
+                for a in range(Ai):
+                    sig[i, h, s, a] /= z
+                for a in range(Ai, Amax):
+                    sig[i, h, s, a] = 0.0
+
+
+@njit(cache=True)
+def _joint_policy(sig, adec, pi):
+    """Fill ``pi[h, s, j] = prod_i sig[i, h, s, a_i(j)]``."""
+    N, H, S, _ = sig.shape
+    J = adec.shape[0]
+    for h in range(H):
+        for s in range(S):
+            for j in range(J):
+                p = 1.0
+                for i in range(N):
+                    p *= sig[i, h, s, adec[j, i]]
+                pi[h, s, j] = p
+
+
+@njit(cache=True)
+def _expect(h, v, dense_p, local_p, xmap, factored, buf1, buf2, out):
+    """Fill ``out[s, j] = sum_t P_h(t | s, j) v[t]``."""
+    S, J = out.shape
+    if not factored:
+        for s in range(S):
+            for j in range(J):
+                acc = 0.0
+                for t in range(S):
+                    acc += dense_p[h, s, j, t] * v[t]
+                out[s, j] = acc
+        return
+    N, _, L, A, _ = local_p.shape
+    LA = L * A
+    for t in range(S):
+        buf1[t] = v[t]
+    cur, nxt = buf1, buf2
+    pre = 1
+    for i in range(N):  # axis i: s_i' (size L) -> x_i = s_i A + a_i (size L A)
+        post = 1
+        for _ in range(N - 1 - i):
+            post *= L
+        for p in range(pre):
+            for x in range(LA):
+                si, ai = x // A, x % A
+                base_out = (p * LA + x) * post
+                for q in range(post):
+                    nxt[base_out + q] = 0.0
+                for k in range(L):
+                    m = local_p[i, h, si, ai, k]
+                    if m != 0.0:
+                        base_in = (p * L + k) * post
+                        for q in range(post):
+                            nxt[base_out + q] += m * cur[base_in + q]
+        pre *= LA
+        cur, nxt = nxt, cur
+    for s in range(S):
+        for j in range(J):
+            out[s, j] = cur[xmap[s, j]]
+
+
+@njit(cache=True)
+def _push(h, x, dense_p, local_p, xmap, factored, buf1, buf2, out):
+    """Fill ``out[t] = sum_{s, j} x[s, j] P_h(t | s, j)`` (the adjoint of :func:`_expect`)."""
+    S, J = x.shape
+    if not factored:
+        for t in range(S):
+            out[t] = 0.0
+        for s in range(S):
+            for j in range(J):
+                w = x[s, j]
+                if w != 0.0:
+                    for t in range(S):
+                        out[t] += w * dense_p[h, s, j, t]
+        return
+    N, _, L, A, _ = local_p.shape
+    LA = L * A
+    size = 1
+    for _ in range(N):
+        size *= LA
+    for k in range(size):
+        buf1[k] = 0.0
+    for s in range(S):
+        for j in range(J):
+            buf1[xmap[s, j]] = x[s, j]
+    cur, nxt = buf1, buf2
+    pre = 1
+    for i in range(N):  # axis i: x_i (size L A) -> s_i' (size L); axes < i are already s'
+        post = 1
+        for _ in range(N - 1 - i):
+            post *= LA
+        for p in range(pre):
+            for k in range(L):
+                base_out = (p * L + k) * post
+                for q in range(post):
+                    nxt[base_out + q] = 0.0
+            for xx in range(LA):
+                si, ai = xx // A, xx % A
+                base_in = (p * LA + xx) * post
+                for k in range(L):
+                    m = local_p[i, h, si, ai, k]
+                    if m != 0.0:
+                        base_out = (p * L + k) * post
+                        for q in range(post):
+                            nxt[base_out + q] += m * cur[base_in + q]
+        pre *= L
+        cur, nxt = nxt, cur
+    for t in range(S):
+        out[t] = cur[t]
+
+
+@njit(cache=True)
+def _policy_matrix(sig, pi, dense_p, local_p, sdec, factored, out):
+    """Fill ``out[s, t] = sum_j pi[0, s, j] P_0(t | s, j)`` (stationary, discounted games)."""
+    S = out.shape[0]
+    if not factored:
+        J = pi.shape[2]
+        for s in range(S):
+            for t in range(S):
+                out[s, t] = 0.0
+            for j in range(J):
+                w = pi[0, s, j]
+                for t in range(S):
+                    out[s, t] += w * dense_p[0, s, j, t]
+        return
+    N, _, L, A, _ = local_p.shape
+    m = np.zeros((N, L))
+    for s in range(S):
+        # P_pi(s, t) = prod_i m_i(t_i), m_i(k) = sum_a sig_i(a | s) q_i(k | s_i, a)
+        for i in range(N):
+            for k in range(L):
+                acc = 0.0
+                for a in range(A):
+                    acc += sig[i, 0, s, a] * local_p[i, 0, sdec[s, i], a, k]
+                m[i, k] = acc
+        for t in range(S):
+            p = 1.0
+            for i in range(N):
+                p *= m[i, sdec[t, i]]
+            out[s, t] = p
+
+
+@njit(cache=True)
+def _primal(theta, actions, adec, sdec, phi, rho, dense_p, local_p, xmap, factored, gamma, discounted,
+            sig, pi, Q, V, d, Minv, E, buf1, buf2):
+    """Fill sig, pi, Q (H, S, J), V (H + 1, S; V[H] = 0), d (H, S) and, when discounted, Minv =
+    (I - gamma P_pi)^{-1}; return Phi = rho . V[0]."""
+    H, S, J = Q.shape
+    _softmax_policy(theta, actions, sig)
+    _joint_policy(sig, adec, pi)
+    for s in range(S):
+        V[H, s] = 0.0
+    if not discounted:
+        for h in range(H - 1, -1, -1):
+            _expect(h, V[h + 1], dense_p, local_p, xmap, factored, buf1, buf2, E)
+            for s in range(S):
+                acc = 0.0
+                for j in range(J):
+                    q = phi[h, s, j] + E[s, j]
+                    Q[h, s, j] = q
+                    acc += pi[h, s, j] * q
+                V[h, s] = acc
+        for s in range(S):
+            d[0, s] = rho[s]
+        for h in range(H - 1):
+            for s in range(S):
+                for j in range(J):
+                    E[s, j] = d[h, s] * pi[h, s, j]
+            _push(h, E, dense_p, local_p, xmap, factored, buf1, buf2, d[h + 1])
+    else:
+        M = np.empty((S, S))
+        _policy_matrix(sig, pi, dense_p, local_p, sdec, factored, M)
+        for s in range(S):
+            for t in range(S):
+                M[s, t] = -gamma * M[s, t]
+            M[s, s] += 1.0
+        Minv[:, :] = np.linalg.inv(M)
+        r_pi = np.zeros(S)
+        for s in range(S):
+            for j in range(J):
+                r_pi[s] += pi[0, s, j] * phi[0, s, j]
+        V[0] = Minv @ r_pi
+        d[0] = Minv.T @ rho
+        _expect(0, V[0], dense_p, local_p, xmap, factored, buf1, buf2, E)
+        for s in range(S):
+            for j in range(J):
+                Q[0, s, j] = phi[0, s, j] + gamma * E[s, j]
+    val = 0.0
+    for s in range(S):
+        val += rho[s] * V[0, s]
+    return val
+
+
+@njit(cache=True)
+def _gradient(sig, pi, Q, V, d, adec, actions, out):
+    """Fill ``out[i, h, s, b] = d_h(s) (sum_{j: a_i(j) = b} pi Q - sig_i(b|s) V_h(s))`` (zeros beyond A_i)."""
+    N, H, S = sig.shape[:3]
+    J = adec.shape[0]
+    out[:] = 0.0
+    for h in range(H):
+        for s in range(S):
+            for j in range(J):
+                w = pi[h, s, j] * Q[h, s, j]
+                for i in range(N):
+                    out[i, h, s, adec[j, i]] += w
+            for i in range(N):
+                for b in range(actions[i]):
+                    out[i, h, s, b] = d[h, s] * (out[i, h, s, b] - sig[i, h, s, b] * V[h, s])
+
+
+@njit(cache=True)
+def _tangent(u, sig, pi, Q, V, d, Minv, adec, actions, dense_p, local_p, xmap, factored, gamma, discounted,
+             cen, pidot, Qdot, Vdot, ddot, E, buf1, buf2, out):
+    """Fill ``out`` with Hess Phi(theta) u (padded like ``u``); work arrays cen (N, H, S, A_max),
+    pidot and Qdot (H, S, J), Vdot (H + 1, S), ddot (H, S), E (S, J), buf1, buf2 are overwritten."""
+    N, H, S = sig.shape[:3]
+    J = adec.shape[0]
+    for i in range(N):
+        for h in range(H):
+            for s in range(S):
+                m = 0.0
+                for a in range(actions[i]):
+                    m += sig[i, h, s, a] * u[i, h, s, a]
+                for a in range(actions[i]):
+                    cen[i, h, s, a] = u[i, h, s, a] - m
+    for h in range(H):
+        for s in range(S):
+            for j in range(J):
+                c = 0.0
+                for i in range(N):
+                    c += cen[i, h, s, adec[j, i]]
+                pidot[h, s, j] = pi[h, s, j] * c
+    for s in range(S):
+        Vdot[H, s] = 0.0
+    if not discounted:
+        for h in range(H - 1, -1, -1):  # Qdot_h = P_h Vdot_{h+1}, Vdot_h = sum_j pidot Q + pi Qdot
+            _expect(h, Vdot[h + 1], dense_p, local_p, xmap, factored, buf1, buf2, Qdot[h])
+            for s in range(S):
+                acc = 0.0
+                for j in range(J):
+                    acc += pidot[h, s, j] * Q[h, s, j] + pi[h, s, j] * Qdot[h, s, j]
+                Vdot[h, s] = acc
+        for s in range(S):
+            ddot[0, s] = 0.0
+        for h in range(H - 1):  # ddot_{h+1} = push(ddot_h pi + d_h pidot)
+            for s in range(S):
+                for j in range(J):
+                    E[s, j] = ddot[h, s] * pi[h, s, j] + d[h, s] * pidot[h, s, j]
+            _push(h, E, dense_p, local_p, xmap, factored, buf1, buf2, ddot[h + 1])
+    else:
+        rhs = np.zeros(S)
+        for s in range(S):
+            for j in range(J):
+                rhs[s] += pidot[0, s, j] * Q[0, s, j]
+        Vdot[0] = Minv @ rhs
+        _expect(0, Vdot[0], dense_p, local_p, xmap, factored, buf1, buf2, Qdot[0])
+        for s in range(S):
+            for j in range(J):
+                Qdot[0, s, j] *= gamma
+        for s in range(S):
+            for j in range(J):
+                E[s, j] = d[0, s] * pidot[0, s, j]
+        _push(0, E, dense_p, local_p, xmap, factored, buf1, buf2, rhs)
+        ddot[0] = Minv.T @ (gamma * rhs)
+    # product rule on d (M_i - sig_i V): Mdot_i = sum_{a_i(j) = b} (pidot Q + pi Qdot)
+    out[:] = 0.0
+    for h in range(H):
+        for s in range(S):
+            for j in range(J):
+                pq = pi[h, s, j] * Q[h, s, j]
+                w = ddot[h, s] * pq + d[h, s] * (pidot[h, s, j] * Q[h, s, j] + pi[h, s, j] * Qdot[h, s, j])
+                for i in range(N):
+                    out[i, h, s, adec[j, i]] += w
+            for i in range(N):
+                for b in range(actions[i]):
+                    sg = sig[i, h, s, b]
+                    out[i, h, s, b] -= (ddot[h, s] * sg * V[h, s]
+                                        + d[h, s] * (sg * cen[i, h, s, b] * V[h, s] + sg * Vdot[h, s]))

@@ -46,15 +46,16 @@ def solve(args) -> dict:
 
 
 def _load(paths):
+    """Potential games from N-player files (dense or product-state); one clear error per bad file."""
     from solvers.maml import potential_game
-    from solvers.nplayer import load_markov_game
+    from solvers.nplayer import load_any_game
 
     out = []
     for p in paths:
         try:
-            out.append(potential_game(load_markov_game(p)))
-        except ValueError as exc:
-            raise ValueError(f"{p}: {exc}") from None
+            out.append(potential_game(load_any_game(p)))
+        except (TypeError, ValueError) as exc:
+            raise UsageError(f"{p}: {exc}") from None
     return out
 
 

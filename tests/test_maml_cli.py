@@ -82,3 +82,14 @@ def test_solve_maml_is_refused(games, tmp_path, capsys):
     code, _, err = _run(["solve", "--algorithm", "maml", "--game", games[0], "-T", "1", "--curve",
                          str(tmp_path / "c.parquet")], capsys)
     assert code == 2 and "metasweep meta --algorithm maml" in err
+
+
+def test_meta_maml_refuses_zero_sum_file(games, tmp_path, capsys):
+    from solvers.games import save_game
+    from solvers.generators import game_family
+
+    path = tmp_path / "zs.npz"
+    save_game(path, game_family("paper-zero-sum", 1, 0.0, 4, 0)[0])
+    code, _, err = _run(["meta", "--algorithm", "maml", "--games", games[0], str(path), "-T", "1", "--step", "0.1",
+                         "--outer-iterations", "1", "--outer-step", "0.1", "--curve", str(tmp_path / "c.parquet")], capsys)
+    assert code == 2 and "zs.npz" in err and "MarkovGame" in err

@@ -220,6 +220,9 @@ def build_parser() -> argparse.ArgumentParser:
     resume.add_argument("--address", help="Ray address (default: the sweep's, RAY_ADDRESS or local)")
     resume.add_argument("--num-cpus", type=_positive_int, help="CPUs of the embedded local Ray (default: all)")
 
+    sync = sub.add_parser("sync", help="upload a sweep's outbox (results kept while MLflow was unreachable), idempotently")
+    sync.add_argument("sweep", help="sweep id or its folder")
+
     status = sub.add_parser("status", help="trials finished, remaining and the best so far (from MLflow)")
     status.add_argument("sweep", help="sweep id or its folder")
 
@@ -396,6 +399,12 @@ def cmd_resume(args) -> dict:
     return _sweep_result(resume_sweep(args.sweep, errored=args.errored, address=args.address, num_cpus=args.num_cpus))
 
 
+def cmd_sync(args) -> dict:
+    from .service import sync_sweep
+
+    return sync_sweep(args.sweep)
+
+
 def cmd_status(args) -> dict:
     from .service import sweep_status
 
@@ -426,7 +435,7 @@ def cmd_fig2(args) -> dict:
 
 
 COMMANDS = {"nash": cmd_nash, "evaluate": cmd_evaluate, "solve": cmd_solve, "meta": cmd_meta, "fig2": cmd_fig2,
-            "run": cmd_run, "resume": cmd_resume, "status": cmd_status, "ui": cmd_ui}
+            "run": cmd_run, "resume": cmd_resume, "sync": cmd_sync, "status": cmd_status, "ui": cmd_ui}
 
 
 def main(argv: list[str] | None = None) -> int:

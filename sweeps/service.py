@@ -20,17 +20,21 @@ import sys
 import time
 from importlib import metadata
 
+import numpy as np
+
 from .spec import SweepSpec, parse_spec
 from .registry import ALGORITHMS
 from .trial import TrialSettings
 
 log = logging.getLogger("metasweep")
 
-__all__ = ["run_sweep", "resume_sweep", "sweep_status", "default_tracking_uri", "SweepError", "RUNS_DIR"]
+__all__ = ["run_sweep", "resume_sweep", "sweep_status", "sync_sweep", "default_tracking_uri", "SweepError", "RUNS_DIR"]
 
 RUNS_DIR = "runs"
 #: Scalars sent to Tune (a handful per trial; curves go to MLflow only).
 TUNE_METRICS = ("final_gap/meta", "final_gap/individual", "speedup/final_gap", "similarity/delta/meta", "time/trial_s")
+#: The scalar logged last: a child run that has it holds all of the trial's metrics.
+SENTINEL = "time/trial_s"
 
 
 class SweepError(RuntimeError):
@@ -51,6 +55,10 @@ def artifact_root(uri: str) -> str | None:
 
 def _sweep_dir(sweep_id: str) -> str:
     return os.path.abspath(os.path.join(RUNS_DIR, "sweeps", sweep_id))
+
+
+def _outbox_dir(sweep_id: str) -> str:
+    return os.path.join(_sweep_dir(sweep_id), "outbox")
 
 
 def _git_commit() -> str:
@@ -83,6 +91,7 @@ def _open_tracking(uri: str):
     if uri.startswith(("http://", "https://")):
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")  # an outage costs seconds, not minutes
     client = client_for(uri)
     try:
         client.search_experiments(max_results=1)
@@ -114,36 +123,89 @@ def _init_ray(address: str | None, num_cpus: int | None = None):
 # ----------------------------------------------------------------------------- the trainable
 
 
-def record_trial(client, config: dict, out, settings: TrialSettings, exp_id: str, parent_id: str, sweep_id: str,
-                 trial_id: str, metric_points: int, existing=None) -> tuple[str, float]:
-    """Write one computed trial to its MLflow child run; returns (run id, seconds of ``log_trial``).
-
-    ``existing``: the trial's child run found by :func:`tracking.mlflow_runs.find_child` (a retry or
-    resume), updated in place; otherwise a new child run is created.
-    """
-    from tracking.mlflow_runs import create_child, history_steps, log_trial
+def trial_record(config: dict, out, settings: TrialSettings, metric_points: int) -> dict:
+    """What a trial's child run holds (run name, params, scalars, downsampled histories, node tags), JSON-able:
+    the payload of :func:`upload_trial` and of an outbox entry (:mod:`tracking.outbox`)."""
+    from tracking.mlflow_runs import history_steps, node_tags
 
     keys = ALGORITHMS[settings.algorithm].config_keys
-    if existing is None:
-        name = " ".join(f"{k}={config[k]:g}" if isinstance(config[k], float) else f"{k}={config[k]}"
-                        for k in keys if config.get(k) is not None)
-        run_id = create_child(client, exp_id, parent_id, sweep_id, trial_id, name)
-    else:
-        run_id = existing.info.run_id
-        client.update_run(run_id, status="RUNNING")
+    name = " ".join(f"{k}={config[k]:g}" if isinstance(config[k], float) else f"{k}={config[k]}"
+                    for k in keys if config.get(k) is not None)
     params = {k: config[k] for k in keys} | {"algorithm": settings.algorithm, "family": settings.family,
                                             "methods": ",".join(settings.methods)} | settings.game
     hist = {}
     for key, (its, vals) in out.histories.items():
         idx = history_steps(its, metric_points)
-        hist[key] = (its[idx], vals[idx])
-    tracking_s = log_trial(client, run_id, params, out.scalars, hist, out.curves, sentinel="time/trial_s",
-                           new_run=existing is None)
+        hist[key] = [np.asarray(its)[idx].tolist(), np.asarray(vals, dtype=float)[idx].tolist()]
+    return {"run_name": name, "params": {k: str(v) for k, v in params.items()},
+            "scalars": {k: float(v) for k, v in out.scalars.items()}, "histories": hist, "tags": node_tags(),
+            "sentinel": SENTINEL}
+
+
+def upload_trial(client, record: dict, curves, exp_id: str, parent_id: str, sweep_id: str, trial_id: str,
+                 existing=None) -> tuple[str, float]:
+    """Write one trial's :func:`trial_record` (and ``curves``: a Table or a Parquet path) to its MLflow child run.
+
+    ``existing``: the trial's child run found by :func:`tracking.mlflow_runs.find_child` (a retry, resume
+    or sync), completed in place; otherwise a new child run is created. Returns (run id, seconds of ``log_trial``).
+    """
+    from tracking.mlflow_runs import create_child, log_trial
+
+    if existing is None:
+        run_id = create_child(client, exp_id, parent_id, sweep_id, trial_id, record["run_name"])
+    else:
+        run_id = existing.info.run_id
+        client.update_run(run_id, status="RUNNING")
+    hist = {k: (np.asarray(st), np.asarray(v, dtype=float)) for k, (st, v) in record["histories"].items()}
+    tracking_s = log_trial(client, run_id, record["params"], record["scalars"], hist, curves, sentinel=record["sentinel"],
+                           new_run=existing is None, tags=record["tags"])
     return run_id, tracking_s
 
 
-def _make_trainable(settings: TrialSettings, uri: str, exp_id: str, parent_id: str, sweep_id: str, metric_points: int):
-    """The Tune function trainable of a sweep (one trial = one config)."""
+def record_trial(client, config: dict, out, settings: TrialSettings, exp_id: str, parent_id: str, sweep_id: str,
+                 trial_id: str, metric_points: int, existing=None) -> tuple[str, float]:
+    """:func:`upload_trial` of a computed trial (:class:`sweeps.trial.TrialOutput`)."""
+    return upload_trial(client, trial_record(config, out, settings, metric_points), out.curves, exp_id, parent_id,
+                        sweep_id, trial_id, existing)
+
+
+def _deposit(outbox_dir: str, driver_node: str, trial_id: str, record: dict, curves) -> None:
+    """Put a trial in the sweep's outbox, on the driver's node: directly when this process runs there,
+    otherwise through a small actor pinned to that node (created on first use)."""
+    import ray
+
+    from tracking.outbox import Outbox
+
+    if ray.get_runtime_context().get_node_id() == driver_node:
+        Outbox(outbox_dir).put(trial_id, record, curves)
+        return
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    writer = ray.remote(num_cpus=0)(_OutboxWriter).options(
+        name=f"metasweep-outbox-{os.path.basename(os.path.dirname(outbox_dir))}", get_if_exists=True,
+        scheduling_strategy=NodeAffinitySchedulingStrategy(driver_node, soft=False)).remote(outbox_dir)
+    ray.get(writer.put.remote(trial_id, record, curves))
+
+
+class _OutboxWriter:
+    """Writes outbox entries on the driver's node for trials that ran elsewhere (see :func:`_deposit`)."""
+
+    def __init__(self, folder: str):
+        from tracking.outbox import Outbox
+
+        self.box = Outbox(folder)
+
+    def put(self, trial_id: str, record: dict, curves) -> str:
+        return self.box.put(trial_id, record, curves)
+
+
+def _make_trainable(settings: TrialSettings, uri: str, exp_id: str, parent_id: str, sweep_id: str, metric_points: int,
+                    outbox_dir: str, driver_node: str):
+    """The Tune function trainable of a sweep (one trial = one config).
+
+    The trial's results go to its MLflow child run; if the store fails, to the sweep's outbox
+    (:mod:`tracking.outbox`), and the trial still completes (``metasweep sync`` uploads it later).
+    """
 
     def trainable(config):
         from ray import tune
@@ -152,27 +214,40 @@ def _make_trainable(settings: TrialSettings, uri: str, exp_id: str, parent_id: s
 
         trial_id = tune.get_context().get_trial_id()
         client = client_for(uri)
-        done = find_child(client, exp_id, parent_id, trial_id)
-        if done is not None and done.info.status == "FINISHED" and "time/trial_s" in done.data.metrics:
+        try:
+            done = find_child(client, exp_id, parent_id, trial_id)
+        except Exception as exc:  # the store is unreachable: compute anyway, the outbox keeps the result
+            log.warning("trial %s: MLflow lookup failed (%s); computing anyway", trial_id, type(exc).__name__)
+            done = None
+        if done is not None and done.info.status == "FINISHED" and SENTINEL in done.data.metrics:
             # finished before a driver crash: report it again instead of recomputing it
             report = {k: done.data.metrics[k] for k in TUNE_METRICS if k in done.data.metrics}
             tune.report(report | {"time/tracking_s": done.data.metrics.get("time/tracking_s", 0.0),
                                   "mlflow_run_id": done.info.run_id, "reused": 1})
             return
         out = ALGORITHMS[settings.algorithm].run_trial(config, settings)
-        run_id, tracking_s = record_trial(client, config, out, settings, exp_id, parent_id, sweep_id, trial_id,
-                                          metric_points, existing=done)
+        record = trial_record(config, out, settings, metric_points)
         report = {k: float(out.scalars[k]) for k in TUNE_METRICS if k in out.scalars}
-        tune.report(report | {"time/tracking_s": tracking_s, "mlflow_run_id": run_id})
+        try:
+            run_id, tracking_s = upload_trial(client, record, out.curves, exp_id, parent_id, sweep_id, trial_id, done)
+            report |= {"time/tracking_s": tracking_s, "mlflow_run_id": run_id}
+        except Exception as exc:  # the store failed mid-trial: nothing is lost, the outbox holds the result
+            log.warning("trial %s: MLflow failed (%s: %s); result kept in the outbox", trial_id, type(exc).__name__,
+                        str(exc).splitlines()[0][:120] if str(exc) else "")
+            _deposit(outbox_dir, driver_node, trial_id, record, out.curves)
+            report |= {"mlflow_run_id": "", "outbox": 1}
+        tune.report(report)
 
     return trainable
 
 
 def _tuner_parts(spec: SweepSpec, uri: str, exp_id: str, parent_id: str, sweep_id: str):
+    import ray
     from ray import tune
 
     settings = TrialSettings.from_spec(spec)
-    fn = _make_trainable(settings, uri, exp_id, parent_id, sweep_id, spec.metric_history_points)
+    fn = _make_trainable(settings, uri, exp_id, parent_id, sweep_id, spec.metric_history_points,
+                         _outbox_dir(sweep_id), ray.get_runtime_context().get_node_id())
     n = max(1, int(spec.cpus_per_trial))
     if n >= 2:  # the trial's own bundle plus spare 1-CPU bundles for its individual-learning tasks
         resources = tune.PlacementGroupFactory([{"CPU": 1}] * n, strategy="PACK")
@@ -245,7 +320,7 @@ def _run_config(spec: SweepSpec, sweep_id: str, total: int):
 
 
 def _finish(client, parent_id: str, results, sweep_id: str, total: int) -> dict:
-    from mlflow.entities import Metric
+    from tracking.outbox import Outbox
 
     errors = [r for r in results if r.error is not None]
     ok = [r for r in results if r.error is None and r.metrics and "mlflow_run_id" in r.metrics]
@@ -258,16 +333,24 @@ def _finish(client, parent_id: str, results, sweep_id: str, total: int) -> dict:
         g = r.metrics.get("final_gap/meta", r.metrics.get("final_gap/individual"))
         if g is not None and (best is None or g < best[0]):
             best = (g, {k: v for k, v in r.config.items()}, r.metrics.get("mlflow_run_id"))
-    now = int(time.time() * 1000)
-    metrics = [Metric("trials/finished", len(ok), now, 0), Metric("trials/failed", len(errors), now, 0)]
-    if best:
-        metrics.append(Metric("best/final_gap", float(best[0]), now, 0))
-    client.log_batch(parent_id, metrics=metrics)
     if stopped:
         status = "stopped" if not errors else "failed"
     else:
         status = "interrupted" if not complete else ("finished" if not errors else "failed")
-    client.set_terminated(parent_id, status={"interrupted": "KILLED", "failed": "FAILED"}.get(status, "FINISHED"))
+    parent = {"metrics": {"trials/finished": len(ok), "trials/failed": len(errors)},
+              "status": {"interrupted": "KILLED", "failed": "FAILED"}.get(status, "FINISHED")}
+    if best:
+        parent["metrics"]["best/final_gap"] = float(best[0])
+    outbox = Outbox(_outbox_dir(sweep_id))
+    try:
+        _log_parent(client, parent_id, parent)
+    except Exception as exc:  # the store is down at the very end: sync logs the parent's record later
+        log.warning("could not finish the parent run in MLflow (%s): kept in the outbox", type(exc).__name__)
+        outbox.put_parent(parent)
+    pending = len(outbox.pending()) + (outbox.parent() is not None)
+    if pending:
+        log.warning("%d result(s) wait in the outbox %s: upload them with `metasweep sync %s`", pending, outbox.folder,
+                    sweep_id)
     return {
         "sweep_id": sweep_id,
         "status": status,
@@ -277,7 +360,17 @@ def _finish(client, parent_id: str, results, sweep_id: str, total: int) -> dict:
         "failed": len(errors),
         "best": None if best is None else {"final_gap": best[0], "config": best[1], "mlflow_run_id": best[2]},
         "errors": [str(r.error).splitlines()[0][:200] for r in errors][:5],
+        "outbox_pending": pending,
     }
+
+
+def _log_parent(client, parent_id: str, parent: dict) -> None:
+    """The sweep's final counts on its parent run, and its terminal status."""
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    client.log_batch(parent_id, metrics=[Metric(k, float(v), now, 0) for k, v in parent["metrics"].items()])
+    client.set_terminated(parent_id, status=parent["status"])
 
 
 # ----------------------------------------------------------------------------- commands
@@ -329,6 +422,7 @@ def run_sweep(spec: SweepSpec, spec_text: str, address: str | None = None, track
         )
         results = tuner.fit()
         summary = _finish(client, parent_id, results, sweep_id, total)
+    summary = _sync_if_pending(summary, state_dir)
     summary |= {"tracking_uri": uri, "parent_run_id": parent_id, "experiment_id": exp_id, "state_dir": state_dir}
     return summary
 
@@ -400,11 +494,52 @@ def resume_sweep(sweep: str, errored: bool = False, address: str | None = None, 
         tuner = tune.Tuner.restore(state["state_dir"], trainable=trainable, resume_unfinished=True, resume_errored=errored)
         results = tuner.fit()
         summary = _finish(client, state["parent_run_id"], results, state["sweep_id"], state["trials"])
+    summary = _sync_if_pending(summary, state["state_dir"])
     return summary | {"tracking_uri": state["tracking_uri"], "parent_run_id": state["parent_run_id"], "resumed": True}
+
+
+def _sync_if_pending(summary: dict, state_dir: str) -> dict:
+    """At the end of a sweep, try once to upload what the outbox holds (the store may be back)."""
+    if not summary.get("outbox_pending"):
+        return summary
+    try:
+        synced = sync_sweep(state_dir)
+    except Exception as exc:  # still unreachable: the entries stay for `metasweep sync`
+        log.warning("outbox not uploaded yet (%s)", str(exc).splitlines()[0][:200])
+        return summary
+    return summary | {"outbox_pending": synced["pending"], "outbox_uploaded": synced["uploaded"]}
+
+
+def sync_sweep(sweep: str) -> dict:
+    """Upload a sweep's outbox (:mod:`tracking.outbox`) to MLflow, idempotently: every pending trial to its
+    child run (found by trial id, or created), then the parent run's final record."""
+    from tracking.mlflow_runs import find_child
+    from tracking.outbox import Outbox
+
+    state = load_state(sweep)
+    client = _open_tracking(state["tracking_uri"])
+    box = Outbox(os.path.join(state["state_dir"], "outbox"))
+    exp_id, parent_id, sweep_id = state["experiment_id"], state["parent_run_id"], state["sweep_id"]
+    uploaded = 0
+    for trial_id in box.pending():
+        record, curves = box.load(trial_id)
+        run_id, _ = upload_trial(client, record, curves, exp_id, parent_id, sweep_id, trial_id,
+                                 find_child(client, exp_id, parent_id, trial_id))
+        box.mark_synced(trial_id, run_id)
+        uploaded += 1
+    parent = box.parent()
+    if parent is not None:
+        _log_parent(client, parent_id, parent)
+        box.clear_parent()
+    log.info("sweep %s: %d trial(s) uploaded from the outbox", sweep_id, uploaded)
+    return {"sweep_id": sweep_id, "uploaded": uploaded, "parent_logged": parent is not None,
+            "pending": len(box.pending()), "tracking_uri": state["tracking_uri"]}
 
 
 def sweep_status(sweep: str) -> dict:
     """Counts of the sweep's child runs by status, and the best trial so far (from MLflow)."""
+    from tracking.outbox import Outbox
+
     state = load_state(sweep)
     client = _open_tracking(state["tracking_uri"])
     runs = client.search_runs([state["experiment_id"]], filter_string=f"tags.`mlflow.parentRunId` = '{state['parent_run_id']}'",
@@ -419,4 +554,5 @@ def sweep_status(sweep: str) -> dict:
     parent = client.get_run(state["parent_run_id"]).info.status
     return {"sweep_id": state["sweep_id"], "trials": state["trials"], "runs": counts, "parent_status": parent,
             "finished": counts.get("FINISHED", 0), "remaining": state["trials"] - counts.get("FINISHED", 0),
-            "best": best, "tracking_uri": state["tracking_uri"]}
+            "best": best, "tracking_uri": state["tracking_uri"],
+            "outbox_pending": len(Outbox(os.path.join(state["state_dir"], "outbox")).pending())}

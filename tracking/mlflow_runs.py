@@ -151,7 +151,7 @@ def _finite(x) -> float | None:
 
 
 def log_trial(client, run_id: str, params: dict, scalars: dict, histories: dict, curves_table, sentinel: str,
-              new_run: bool = False) -> float:
+              new_run: bool = False, tags: dict | None = None) -> float:
     """Log one trial's results to its child run and mark it FINISHED; returns the seconds spent.
 
     ``histories``: metric key -> (steps, values). Metrics go in batches of at most 1000 (one batch,
@@ -160,7 +160,9 @@ def log_trial(client, run_id: str, params: dict, scalars: dict, histories: dict,
     twice. Params are logged once (MLflow refuses changed params). Non-finite scalars are skipped
     (MLflow cannot store them); the artifact is overwritten in place. ``new_run``: the run was just
     created, so there is nothing logged to look up (one round trip fewer). The first batch also sets
-    :func:`node_tags` (the node that computed the results, logged with them).
+    :func:`node_tags` (the node that computed the results, logged with them), or ``tags`` when given
+    (an upload from the outbox carries the tags of the node that computed the trial).
+    ``curves_table``: a pyarrow Table, the path of a Parquet file, or None.
     """
     from mlflow.entities import Metric, Param, RunTag
 
@@ -185,12 +187,14 @@ def log_trial(client, run_id: str, params: dict, scalars: dict, histories: dict,
         if last is None:
             raise ValueError(f"sentinel metric {sentinel!r} must be a finite scalar")
         metrics.append(last)
-        tags = [RunTag(k, v) for k, v in node_tags().items()]
-        first = MAX_BATCH - len(new_params) - len(tags)  # MLflow's limit counts metrics, params and tags together
-        client.log_batch(run_id, metrics=metrics[:first], params=new_params, tags=tags)
+        run_tags = [RunTag(k, v) for k, v in (node_tags() if tags is None else tags).items()]
+        first = MAX_BATCH - len(new_params) - len(run_tags)  # MLflow's limit counts metrics, params and tags together
+        client.log_batch(run_id, metrics=metrics[:first], params=new_params, tags=run_tags)
         for i in range(first, len(metrics), MAX_BATCH):
             client.log_batch(run_id, metrics=metrics[i : i + MAX_BATCH])
-    if curves_table is not None:
+    if isinstance(curves_table, str):
+        client.log_artifact(run_id, curves_table)
+    elif curves_table is not None:
         import pyarrow.parquet as pq
 
         with tempfile.TemporaryDirectory() as d:

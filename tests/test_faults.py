@@ -1,0 +1,107 @@
+"""Faults on real processes (issue "Fault tolerance"): the MLflow server dies during a sweep.
+
+The trials still complete, their results go to the sweep's outbox (``runs/sweeps/ID/outbox``), and
+``metasweep sync`` uploads them once the server is back: every trial exactly once, FINISHED, with
+the expected metric points; a second sync changes nothing.
+"""
+
+import json
+import time
+import uuid
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from conftest import _server, free_port
+from test_sweep import METASWEEP, kill_tree, descendants, metasweep, runs_of, summary_json, _env  # noqa: F401
+
+import subprocess
+
+# 6 trials of ~1 s of kernels each (K=3, H=3, T=250000, every 1000th iteration evaluated), 2 at a time.
+SPEC = """\
+experiment: {experiment}
+search_space:
+  eta: 0.05
+  K: 3
+  H: 3
+  sigma: 0.1
+  T: 250000
+  seed: {{grid: [0, 1, 2]}}
+  stage_reset: {{grid: [true, false]}}
+eval_every: 1000
+resources:
+  cpus: 1
+tracking:
+  metric_history_points: 20
+"""
+TRIALS = 6
+
+
+def _start(state, port):
+    proc = _server("start", "--state-dir", state, "--port", port, "--timeout", 60)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout.strip().splitlines()[-1])["url"]
+
+
+@pytest.mark.slow
+def test_mlflow_outage_outbox_and_sync(tmp_path):
+    state, port = tmp_path / "server", free_port()
+    url = _start(state, port)
+    name = f"outage-{uuid.uuid4().hex[:8]}"
+    (tmp_path / "spec.yaml").write_text(SPEC.format(experiment=name))
+    client = MlflowClient(tracking_uri=url)
+    driver = None
+    try:
+        with open(tmp_path / "run.log", "w") as log:
+            driver = subprocess.Popen([METASWEEP, "run", "spec.yaml", "--tracking-uri", url, "--num-cpus", "2"],
+                                      cwd=tmp_path, env=_env(), stdout=subprocess.PIPE, stderr=log, text=True,
+                                      start_new_session=True)
+        deadline, done = time.monotonic() + 120, []
+        while time.monotonic() < deadline and driver.poll() is None and not done:
+            exp = client.get_experiment_by_name(name)
+            if exp is not None:
+                done = client.search_runs([exp.experiment_id], "attributes.status = 'FINISHED' and tags.`metasweep.role` = 'trial'")
+            time.sleep(0.2)
+        assert driver.poll() is None and done, (tmp_path / "run.log").read_text()[-3000:]
+        stop = _server("stop", "--state-dir", state)  # the server dies mid-sweep (by PID)
+        assert stop.returncode == 0, stop.stderr
+        out, _ = driver.communicate(timeout=240)
+    finally:
+        if driver is not None and driver.poll() is None:
+            kill_tree(driver)
+        _server("stop", "--state-dir", state)
+    err = (tmp_path / "run.log").read_text()
+    assert driver.returncode == 0, err[-3000:]
+    summary = summary_json(out)
+    assert (summary["trials"], summary["finished"], summary["failed"]) == (TRIALS, TRIALS, 0)
+    assert summary["outbox_pending"] >= 2, summary  # trials after the outage and the parent's record
+    assert "metasweep sync" in err
+    sweep_id = summary["sweep_id"]
+
+    url = _start(state, port)  # the same store comes back
+    try:
+        rc, out, err = metasweep(["sync", sweep_id], tmp_path, 120)
+        assert rc == 0, err[-3000:]
+        first = json.loads(out.strip().splitlines()[-1])
+        assert first["uploaded"] >= 1 and first["pending"] == 0 and first["parent_logged"]
+        rc, out, err = metasweep(["sync", sweep_id], tmp_path, 120)  # idempotent
+        assert rc == 0 and json.loads(out.strip().splitlines()[-1])["uploaded"] == 0
+
+        client = MlflowClient(tracking_uri=url)
+        parents, children = runs_of(client, name)
+        assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+        assert parents[0].data.metrics["trials/finished"] == TRIALS
+        assert len(children) == TRIALS and {c.info.status for c in children} == {"FINISHED"}
+        trial_ids = [c.data.tags["metasweep.trial_id"] for c in children]
+        assert len(set(trial_ids)) == TRIALS
+        for c in children:
+            for key in ("gap/meta", "gap/individual", "value/meta", "value/individual"):
+                steps = [m.step for m in client.get_metric_history(c.info.run_id, key)]
+                assert len(steps) == len(set(steps)) == 20 and max(steps) == 250000, (key, len(steps))
+            assert "final_gap/meta" in c.data.metrics and "metasweep.node_id" in c.data.tags
+            assert [a.path for a in client.list_artifacts(c.info.run_id)] == ["curves.parquet"]
+        rc, out, _ = metasweep(["status", sweep_id], tmp_path, 60)
+        status = json.loads(out.strip().splitlines()[-1])
+        assert rc == 0 and status["finished"] == TRIALS and status["outbox_pending"] == 0
+    finally:
+        _server("stop", "--state-dir", state)

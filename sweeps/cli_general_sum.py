@@ -88,13 +88,6 @@ def _run_summary(run) -> dict:
     }
 
 
-def curve_tables(method: str, runs) -> list:
-    """Curve rows (``tracking.curves.metric_table``) of one method's runs: gap = Algorithm 3's expected CCE-gap."""
-    from tracking.curves import metric_table
-
-    return [metric_table(method, k, r.curves.iterations, r.curves.gap, **r.curves.columns()) for k, r in enumerate(runs)]
-
-
 def solve(args) -> dict:
     import numpy as np
 
@@ -102,6 +95,8 @@ def solve(args) -> dict:
     from solvers.cce_meta import solve_with_bound
     from solvers.nplayer import load_policies
     from tracking.curves import write_curves
+
+    from .trial_general_sum import curve_tables
 
     game = _load_game(args.game)
     init = load_policies(args.init, game) if args.init else None
@@ -132,6 +127,8 @@ def solve(args) -> dict:
 def meta(args) -> dict:
     from solvers.cce_meta import run_sequence
     from tracking.curves import concat_curves, write_curves
+
+    from .trial_general_sum import curve_tables
 
     games = [_load_game(p) for p in args.games]
     results = run_sequence(games, args.iterations, args.eta, alpha=args.alpha, **_options(args))

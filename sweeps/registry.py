@@ -75,6 +75,8 @@ class Family:
     name: str
     game_keys: dict[str, Param]
     description: str = ""
+    #: search-space parameters whose value the family fixes: the spec may give only null or that value
+    fixed_params: tuple = ()  # (name, value) pairs
 
     def options(self, game: dict) -> dict:
         """The family's options with defaults filled in (``game`` already checked key by key)."""
@@ -132,4 +134,29 @@ register_algorithm(Algorithm(
     ("paper-zero-sum", "random-zero-sum"),
     "sweeps.trial:run_trial",
     "Algorithm 1 (zero-sum Markov games), meta-initialisation Eq. (5)",
+))
+
+
+# ----------------------------------------------------------------------------- general-sum games (Section 5)
+
+#: N of a general-sum game (null: the family's N, see sweeps.trial_general_sum.DEFAULT_PLAYERS).
+PLAYERS = Param("int", lambda v: v is None or (is_int(v) and 2 <= v <= 16), "null (the family's N) or an integer in [2, 16]")
+#: Algorithm 2's learning rate (null: Theorem 5's H^{-2/3} T^{-1/3} (N-1)^{-2/3}).
+ETA_OR_THEOREM5 = Param("float", lambda v: v is None or (is_num(v) and math.isfinite(v) and v > 0),
+                        "null (Theorem 5's H^(-2/3) T^(-1/3) (N-1)^(-2/3)) or a number > 0")
+_NUM_ACTIONS = Param("int", lambda v: is_int(v) and 1 <= v <= 100, "an integer in [1, 100]", default=2)
+
+register_family(Family("random-general-sum", {"states": _STATES, "num_actions": _NUM_ACTIONS},
+                       "random N-player base game (U[0,1] rewards, Dirichlet(1) transitions), A = num_actions for "
+                       "every player, N = the players param; perturbed rewards"))
+register_family(Family("markov-shapley", {}, "Shapley's 3x3 game lifted to a 2-state Markov game (N = 2), perturbed rewards",
+                       fixed_params=(("players", 2),)))
+
+register_algorithm(Algorithm(
+    "omwu-cce",
+    {"eta": ETA_OR_THEOREM5, "alpha": ALPHA, **COMMON_PARAMS, "players": PLAYERS, "stage_reset": STAGE_RESET,
+     "tie_break": TIE_BREAK},
+    ("random-general-sum", "markov-shapley"),
+    "sweeps.trial_general_sum:run_trial",
+    "Algorithm 2 (general-sum CCE, Algorithm 3's output), meta-initialisation of Theorem 6",
 ))

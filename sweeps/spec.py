@@ -252,6 +252,11 @@ def _parse(raw) -> SweepSpec:
         else:
             params[name] = ParamSpec(name, "const", (p.default,))
 
+    for name, value in fam.fixed_params:  # e.g. markov-shapley has N = 2: players may be null or 2 only
+        ps = params.get(name)
+        if ps is not None and (ps.kind not in ("const", "grid", "choice") or any(v not in (None, value) for v in ps.values)):
+            raise _err(f"search_space.{name}", f"family {family} fixes {name} = {value}: give null or {value}")
+
     num_samples = raw.get("num_samples", 1)
     if not _int(num_samples) or not 1 <= num_samples <= 100_000:
         raise _err("num_samples", f"must be an integer in [1, 100000], got {num_samples!r}")

@@ -299,3 +299,72 @@ def test_families_are_seeded_per_game_and_documented_shapes():
     s = general_sum_family("markov-shapley", 2, 0.0, 4, 0)
     np.testing.assert_array_equal(s[0].rewards, s[1].rewards)
     assert s[0].num_actions == (3, 3)
+
+
+# ----------------------------------------------------------------------------- theory and meta-learning
+
+
+def test_theorem5_bound_holds_and_its_forms_are_ordered():
+    """Rewards in [0, 1], stage reset: the expected CCE-gap of Algorithm 3's output lies below the KL form,
+    which lies below the uniform form (uniform init), which (tau_bar <= 4 H log T) lies below the rate form."""
+    from solvers.cce_meta import solve_with_bound
+
+    rng = np.random.default_rng(8)
+    game = random_game(rng, N=3, H=3, S=2, A=3)
+    for T, eta in ((200, None), (200, 0.05), (600, 1.0)):
+        run = solve_with_bound(game, T, eta, eval_every=T)
+        b = run.bound
+        assert b.conditions_hold and b.stages_ok
+        assert b.eta_is_default == (eta is None)
+        assert run.curves.gap[-1] <= b.kl_form <= b.uniform_form + 1e-12 <= b.rate_form + 2e-12
+        assert b.deviation == pytest.approx(36 * 4 * run.result.eta**2 * 3**4)
+    # 1/eta growth: with eta -> 0 nothing moves and the bound must not vanish
+    small = solve_with_bound(game, 200, 1e-6, eval_every=200).bound
+    assert small.kl_form > 1e3
+
+
+def test_theorem5_kl_sum_by_hand():
+    """Pure best responses against uniform inits: KL = log A per (tau, h, s, i); stage 1 ties are uniform (KL 0)."""
+    from solvers.cce_meta import kl_max_over_players
+
+    dag = [np.zeros((3, 2, 2, 2)), np.zeros((3, 2, 2, 3))]
+    dag[0][..., 0] = 1.0
+    dag[1][..., 1] = 1.0
+    dag[0][0], dag[1][0] = 0.5, 1.0 / 3.0
+    init = [np.full(d.shape, 1.0 / d.shape[-1]) for d in dag]
+    assert kl_max_over_players(dag, init) == pytest.approx(2 * 2 * np.log(3))  # (tau 2, 3) x (h 1, 2) x max_i log A_i
+
+
+def test_meta_chain_uses_theorem6_initialisation_and_delta_by_hand():
+    from solvers.cce_meta import meta_chain, run_sequence, similarity
+    from solvers.general_sum_games import general_sum_family
+    from solvers.meta import smooth
+
+    games = general_sum_family("random-general-sum", 3, 0.3, 2, 4, players=3, num_states=2, num_actions=2)
+    runs = meta_chain(games, 40, 0.5, 0.3, eval_every=40)
+    init = [smooth((runs[0].result.daggers[i] + runs[1].result.daggers[i]) / 2, 0.3) for i in range(3)]
+    again = algorithm2.solve(games[2], 40, 0.5, init=init)
+    for i in range(3):
+        np.testing.assert_array_equal(again.trajectory[i], runs[2].result.trajectory[i])
+    # Delta_pi by hand on two one-stage, one-state, two-player collections
+    p = [np.array([[[[1.0, 0.0]]]]), np.array([[[[0.0, 1.0]]]])]
+    q = [np.array([[[[1.0, 0.0]]]]), np.array([[[[1.0, 0.0]]]])]
+    # player 0: pi* = (1/2, 1/2): KL = log 2 for each game; player 1: pi* = (1, 0): KL = 0
+    assert similarity([[p[0], q[0]], [p[1], q[1]]]) == pytest.approx(2 * np.log(2))
+    out = run_sequence(games, 40, 0.5, eval_every=20)
+    t6 = out["meta"].theorem6
+    assert t6.alpha_is_default is False and out["meta"].alpha == 0.45  # K = 3: 1/sqrt(K) capped at 0.45
+    assert t6.intermediate > 0 and t6.substituted > 0
+    assert out["individual"].theorem6 is None
+
+
+def test_theorem6_substituted_form_dominates_the_intermediate_at_default_alpha():
+    from solvers.cce_bounds import theorem6_bound
+
+    for K, T, H in ((16, 1000, 3), (100, 5000, 5)):
+        from solvers.schedule import stage_lengths
+
+        tb = stage_lengths(H, T).shape[0]
+        b = theorem6_bound(H, T, 0.05, K, (2, 3, 4), 1 / np.sqrt(K), tb, 10.0)
+        assert b.alpha_is_default and b.stages_ok and b.conditions_hold
+        assert b.intermediate <= b.substituted

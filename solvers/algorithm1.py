@@ -45,7 +45,7 @@ from .evaluate import _evaluate_block
 from .games import ZeroSumGame
 from .schedule import eval_iterations, stage_lengths
 
-__all__ = ["Algorithm1Result", "solve", "TIE_BREAKS"]
+__all__ = ["Algorithm1Result", "Diverged", "solve", "TIE_BREAKS"]
 
 TIE_BREAKS = ("uniform", "first")
 #: Snapshots of running averages buffered for one block evaluation (bounded by a memory budget).
@@ -305,6 +305,14 @@ def _algorithm1_kernel(
     return 0
 
 
+class Diverged(FloatingPointError):
+    """A kernel produced a non-finite number; ``iteration`` is the first iteration where it was detected."""
+
+    def __init__(self, message: str, iteration: int):
+        super().__init__(message)
+        self.iteration = iteration
+
+
 @dataclass(frozen=True)
 class Algorithm1Result:
     """Output of :func:`solve`.
@@ -422,7 +430,7 @@ def solve(
         )
     elapsed = time.perf_counter() - t0
     if bad:
-        raise FloatingPointError(f"Algorithm 1 produced a non-finite value at iteration {bad} (eta={eta})")
+        raise Diverged(f"Algorithm 1 produced a non-finite value at iteration {bad} (eta={eta})", int(bad))
     return Algorithm1Result(
         mu_bar=mu_sum / T,
         nu_bar=nu_sum / T,

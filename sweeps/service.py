@@ -32,7 +32,10 @@ __all__ = ["run_sweep", "resume_sweep", "sweep_status", "sync_sweep", "default_t
 
 RUNS_DIR = "runs"
 #: Scalars sent to Tune (a handful per trial; curves go to MLflow only).
-TUNE_METRICS = ("final_gap/meta", "final_gap/individual", "speedup/final_gap", "similarity/delta/meta", "time/trial_s")
+TUNE_METRICS = ("final_gap/meta", "final_gap/individual", "speedup/final_gap", "similarity/delta/meta", "time/trial_s",
+                "diverged", "diverged_at")
+#: Child-run tag: "ok", or "diverged" when the trial's kernel produced a non-finite number.
+STATUS_TAG = "metasweep.status"
 #: The scalar logged last: a child run that has it holds all of the trial's metrics.
 SENTINEL = "time/trial_s"
 
@@ -137,9 +140,10 @@ def trial_record(config: dict, out, settings: TrialSettings, metric_points: int)
     for key, (its, vals) in out.histories.items():
         idx = history_steps(its, metric_points)
         hist[key] = [np.asarray(its)[idx].tolist(), np.asarray(vals, dtype=float)[idx].tolist()]
+    diverged = bool(out.scalars.get("diverged"))
     return {"run_name": name, "params": {k: str(v) for k, v in params.items()},
-            "scalars": {k: float(v) for k, v in out.scalars.items()}, "histories": hist, "tags": node_tags(),
-            "sentinel": SENTINEL}
+            "scalars": {k: float(v) for k, v in out.scalars.items()} | {"diverged": float(diverged)},
+            "histories": hist, "tags": node_tags() | {STATUS_TAG: "diverged" if diverged else "ok"}, "sentinel": SENTINEL}
 
 
 def upload_trial(client, record: dict, curves, exp_id: str, parent_id: str, sweep_id: str, trial_id: str,
@@ -167,6 +171,17 @@ def record_trial(client, config: dict, out, settings: TrialSettings, exp_id: str
     """:func:`upload_trial` of a computed trial (:class:`sweeps.trial.TrialOutput`)."""
     return upload_trial(client, trial_record(config, out, settings, metric_points), out.curves, exp_id, parent_id,
                         sweep_id, trial_id, existing)
+
+
+def _diverged_output(exc: FloatingPointError, seconds: float):
+    """The record of a trial whose kernel produced a non-finite number: ``diverged`` = 1 and, when the
+    kernel says, ``diverged_at`` = the first iteration detected; no curves (tag ``metasweep.status`` = diverged)."""
+    from .trial import TrialOutput
+
+    scalars = {"diverged": 1.0, "time/trial_s": seconds}
+    if getattr(exc, "iteration", None) is not None:
+        scalars["diverged_at"] = float(exc.iteration)
+    return TrialOutput(scalars, {}, None, 0)
 
 
 def _deposit(outbox_dir: str, driver_node: str, trial_id: str, record: dict, curves) -> None:
@@ -225,7 +240,12 @@ def _make_trainable(settings: TrialSettings, uri: str, exp_id: str, parent_id: s
             tune.report(report | {"time/tracking_s": done.data.metrics.get("time/tracking_s", 0.0),
                                   "mlflow_run_id": done.info.run_id, "reused": 1})
             return
-        out = ALGORITHMS[settings.algorithm].run_trial(config, settings)
+        t0 = time.perf_counter()
+        try:
+            out = ALGORITHMS[settings.algorithm].run_trial(config, settings)
+        except FloatingPointError as exc:  # numerical divergence: recorded as such, the sweep goes on
+            log.warning("trial %s diverged: %s", trial_id, exc)
+            out = _diverged_output(exc, time.perf_counter() - t0)
         record = trial_record(config, out, settings, metric_points)
         report = {k: float(out.scalars[k]) for k in TUNE_METRICS if k in out.scalars}
         try:
@@ -324,6 +344,7 @@ def _finish(client, parent_id: str, results, sweep_id: str, total: int) -> dict:
 
     errors = [r for r in results if r.error is not None]
     ok = [r for r in results if r.error is None and r.metrics and "mlflow_run_id" in r.metrics]
+    diverged = sum(1 for r in ok if r.metrics.get("diverged"))
     complete = len(ok) + len(errors) == total
     from .stoppers import FIRED
 
@@ -337,7 +358,7 @@ def _finish(client, parent_id: str, results, sweep_id: str, total: int) -> dict:
         status = "stopped" if not errors else "failed"
     else:
         status = "interrupted" if not complete else ("finished" if not errors else "failed")
-    parent = {"metrics": {"trials/finished": len(ok), "trials/failed": len(errors)},
+    parent = {"metrics": {"trials/finished": len(ok), "trials/failed": len(errors), "trials/diverged": diverged},
               "status": {"interrupted": "KILLED", "failed": "FAILED"}.get(status, "FINISHED")}
     if best:
         parent["metrics"]["best/final_gap"] = float(best[0])
@@ -358,6 +379,7 @@ def _finish(client, parent_id: str, results, sweep_id: str, total: int) -> dict:
         "trials": total,
         "finished": len(ok),
         "failed": len(errors),
+        "diverged": diverged,
         "best": None if best is None else {"final_gap": best[0], "config": best[1], "mlflow_run_id": best[2]},
         "errors": [str(r.error).splitlines()[0][:200] for r in errors][:5],
         "outbox_pending": pending,

@@ -15,7 +15,8 @@ never reached), ``similarity/delta/m`` (Delta_{mu,nu}), ``similarity/delta_smoot
 ``bound/theorem2``, ``bound/theorem2_paper``, ``bound/theorem2_ratio`` (K-averaged meta gap /
 bound), ``conditions/theorem1``, ``conditions/theorem2`` (1.0 if the theorem's conditions hold),
 ``speedup/final_gap`` (individual / meta) and ``speedup/auc``; timings ``time/kernel_s``,
-``time/trial_s``, ``time/tracking_s``, ``time/individual_tasks``; ``num_stages``, ``alpha_used``.
+``time/trial_s``, ``time/tracking_s``, ``time/individual_tasks``; ``num_stages``, ``alpha_used``; ``diverged``
+(0, or 1 with ``diverged_at`` = the iteration when a kernel produced a non-finite number: set by the service).
 """
 
 from __future__ import annotations

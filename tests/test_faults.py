@@ -105,3 +105,37 @@ def test_mlflow_outage_outbox_and_sync(tmp_path):
         assert rc == 0 and status["finished"] == TRIALS and status["outbox_pending"] == 0
     finally:
         _server("stop", "--state-dir", state)
+
+
+SPEC_DIVERGE = """\
+experiment: {experiment}
+search_space:
+  eta: {{grid: [0.05, 1.7e308]}}
+  K: 2
+  H: 3
+  T: 100
+resources:
+  cpus: 1
+"""
+
+
+@pytest.mark.slow
+def test_divergence_is_recorded_and_the_sweep_goes_on(mlflow_server, tmp_path):
+    """eta = 1.7e308 overflows even the log-space updates: that trial is FINISHED with diverged = 1, the
+    iteration, the tag metasweep.status = diverged and no curves; the other trial is untouched."""
+    name = f"diverge-{uuid.uuid4().hex[:8]}"
+    (tmp_path / "spec.yaml").write_text(SPEC_DIVERGE.format(experiment=name))
+    rc, out, err = metasweep(["run", "spec.yaml", "--tracking-uri", mlflow_server, "--num-cpus", 2], tmp_path, 240)
+    assert rc == 0, err[-3000:]
+    summary = summary_json(out)
+    assert (summary["finished"], summary["failed"], summary["diverged"]) == (2, 0, 1)
+    client = MlflowClient(tracking_uri=mlflow_server)
+    parents, children = runs_of(client, name)
+    assert parents[0].data.metrics["trials/diverged"] == 1
+    by_eta = {float(c.data.params["eta"]): c for c in children}
+    bad, good = by_eta[1.7e308], by_eta[0.05]
+    assert bad.info.status == good.info.status == "FINISHED"
+    assert bad.data.tags["metasweep.status"] == "diverged" and good.data.tags["metasweep.status"] == "ok"
+    assert bad.data.metrics["diverged"] == 1 and 1 <= bad.data.metrics["diverged_at"] <= 100
+    assert "final_gap/meta" not in bad.data.metrics and client.list_artifacts(bad.info.run_id) == []
+    assert good.data.metrics["diverged"] == 0 and good.data.metrics["final_gap/meta"] >= 0

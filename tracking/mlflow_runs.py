@@ -7,7 +7,9 @@ Names users and our checks rely on (contract):
   artifact ``spec.yaml``.
 * child run tags: ``mlflow.parentRunId``, ``metasweep.sweep_id``, ``metasweep.trial_id``,
   ``metasweep.role`` = "trial", ``metasweep.node_id`` (the Ray node whose process logged the trial's
-  results, hex; absent outside Ray) and ``metasweep.hostname``; run name from the config.
+  results, hex; absent outside Ray), ``metasweep.hostname`` and ``metasweep.status`` ("ok", or
+  "diverged" when the trial's kernel produced a non-finite number: then the metrics ``diverged`` = 1
+  and ``diverged_at`` = the iteration, and no curves); run name from the config.
 * child params: the trial's config with the spec's names (``eta``, ``alpha``, ``K``, ``H``, ``sigma``,
   ``T``, ``seed``, ``stage_reset``, ``tie_break``) plus ``algorithm``, ``family``, ``methods``.
 * child step metrics (K-averaged, step = iteration): ``gap/individual``, ``gap/meta``,

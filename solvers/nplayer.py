@@ -268,7 +268,11 @@ def load_any_game(path):
 
 
 def save_markov_game(path, game: MarkovGame) -> None:
-    """Write ``game`` as a ``.npz`` (format in the module docstring)."""
+    """Write ``game`` as a ``.npz`` (format in the module docstring; a product-state game in its own format)."""
+    if hasattr(game, "local_transitions"):
+        from .product_games import save_product_game
+
+        return save_product_game(path, game)
     extra = {}
     if game.gamma is not None:
         extra = dict(gamma=np.array(game.gamma, dtype=np.float64), rho=game.rho)

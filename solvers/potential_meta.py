@@ -69,16 +69,19 @@ def _kf(game):
     return kernel_form(game, game_potential(game)[0])
 
 
-def individual_q_ascent(games, iterations: int, step: float, eval_every: int | None = None) -> list[QAscentResult]:
+def individual_q_ascent(games, iterations: int, step: float, eval_every: int | None = None,
+                        eval_log_points: int | None = None) -> list[QAscentResult]:
     """Eq. (7) on every game from the uniform policy."""
-    return [projected_q_ascent(g, iterations, step, None, eval_every, kf=_kf(g)) for g in games]
+    return [projected_q_ascent(g, iterations, step, None, eval_every, kf=_kf(g), eval_log_points=eval_log_points)
+            for g in games]
 
 
-def meta_q_ascent(games, iterations: int, step: float, eval_every: int | None = None, init=None) -> list[QAscentResult]:
+def meta_q_ascent(games, iterations: int, step: float, eval_every: int | None = None, init=None,
+                  eval_log_points: int | None = None) -> list[QAscentResult]:
     """Eq. (7) on G^1, ..., G^K with the warm start pi^{k+1,0} = pi^{k,T} (Theorem 3); G^1 from ``init`` (uniform)."""
     runs, start = [], init
     for g in games:
-        run = projected_q_ascent(g, iterations, step, start, eval_every, kf=_kf(g))
+        run = projected_q_ascent(g, iterations, step, start, eval_every, kf=_kf(g), eval_log_points=eval_log_points)
         runs.append(run)
         start = run.policies
     return runs
@@ -133,7 +136,8 @@ class PotentialMethodResult:
 
 
 def run_potential_sequence(games, iterations: int, step: float, eval_every: int | None = None,
-                           methods=METHODS, facts: list[GameFacts] | None = None) -> dict[str, PotentialMethodResult]:
+                           methods=METHODS, facts: list[GameFacts] | None = None,
+                           eval_log_points: int | None = None) -> dict[str, PotentialMethodResult]:
     """Individual and/or meta projected Q-ascent on ``games`` (module docstring), with bounds and Delta_Phi.
 
     Needs every game's stage potential (``ValueError`` naming the game otherwise): Delta_Phi,
@@ -152,7 +156,8 @@ def run_potential_sequence(games, iterations: int, step: float, eval_every: int 
         facts = [game_facts(g) for g in games]
     out = {}
     for method in methods:
-        runs = (individual_q_ascent if method == "individual" else meta_q_ascent)(games, iterations, step, eval_every)
+        chain = individual_q_ascent if method == "individual" else meta_q_ascent
+        runs = chain(games, iterations, step, eval_every, eval_log_points=eval_log_points)
         props = [proposition1_bound(g, iterations, step, r.potential_gain, f.kappa, f.potential_exact)
                  for g, r, f in zip(games, runs, facts)]
         out[method] = PotentialMethodResult(method, runs, props)

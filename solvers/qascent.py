@@ -143,9 +143,17 @@ def _q_ascent(rewards, rows, N, pol, adec, sdec, actions, dense_p, local_p, xmap
 # ----------------------------------------------------------------------------- the public function
 
 
-def eval_points(iterations: int, every: int | None = None) -> np.ndarray:
-    """Evaluated iterations 0, k, 2k, ..., and T (every iteration by default)."""
+def eval_points(iterations: int, every: int | None = None, log_points: int | None = None) -> np.ndarray:
+    """Evaluated iterations: 0, k, 2k, ..., T (``every`` = k; default every iteration), or 0 and about
+    ``log_points`` log-spaced iterations in [1, T] (T included)."""
     T = int(iterations)
+    if every is not None and log_points is not None:
+        raise ValueError("choose at most one of eval_every and log_points")
+    if log_points is not None:
+        if log_points < 2:
+            raise ValueError(f"log_points must be >= 2, got {log_points}")
+        its = np.unique(np.round(np.geomspace(1, max(T, 1), log_points)).astype(np.int64)) if T >= 1 else np.zeros(0, np.int64)
+        return np.concatenate([[0], its]).astype(np.int64)
     k = 1 if every is None else int(every)
     if k < 1:
         raise ValueError(f"eval_every must be >= 1, got {every}")
@@ -202,7 +210,7 @@ class QAscentResult:
 
 
 def projected_q_ascent(game, iterations: int, step: float, init=None, eval_every: int | None = None, kf=None,
-                       with_potential: bool = True) -> QAscentResult:
+                       with_potential: bool = True, eval_log_points: int | None = None) -> QAscentResult:
     """Run Eq. (7) for T = ``iterations`` steps with step size alpha = ``step`` (module docstring).
 
     Parameters
@@ -212,6 +220,7 @@ def projected_q_ascent(game, iterations: int, step: float, init=None, eval_every
     step : alpha > 0
     init : one (H, S, A_i) policy per player (default: uniform)
     eval_every : evaluate every k-th iterate (and T); default every iterate
+    eval_log_points : or evaluate 0 and about this many log-spaced iterates (T included)
     kf : an optional prepared :func:`solvers.markov_kernels.kernel_form` of ``game`` (the potential row included)
     with_potential : record Phi(pi^t) when the game has a stage potential
     """
@@ -222,7 +231,7 @@ def projected_q_ascent(game, iterations: int, step: float, init=None, eval_every
     init = uniform_policies(game) if init is None else check_product_policies(init, game)
     if kf is None:
         kf = kernel_form(game, game_potential(game)[0] if with_potential else None)
-    its = eval_points(iterations, eval_every)
+    its = eval_points(iterations, eval_every, eval_log_points)
     mask = np.zeros(iterations + 1, dtype=np.bool_)
     mask[its] = True
     rows, N = kf.rewards.shape[0], kf.num_players

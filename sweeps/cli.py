@@ -25,11 +25,14 @@ log = logging.getLogger("metasweep")
 CLI_ALGORITHMS: dict[str, str] = {}
 CLI_ALGORITHMS["maml"] = "sweeps.cli_maml"  # MAML over potential games (Section 4.2)
 CLI_ALGORITHMS["omwu-cce"] = "sweeps.cli_general_sum"  # Algorithm 2, general-sum CCE (Section 5)
+CLI_ALGORITHMS["projected-q-ascent"] = "sweeps.cli_potential"  # Eq. 7, Markov potential games (Section 4.1)
 #: Game families of ``game make`` besides the zero-sum ones: name -> module defining ``add_options(parser)``
 #: and ``make_games(args) -> list`` of games (``ZeroSumGame`` or ``solvers.nplayer.MarkovGame``).
 GAME_MAKERS: dict[str, str] = {}
 GAME_MAKERS["random-general-sum"] = "sweeps.cli_general_sum"  # Section 5
 GAME_MAKERS["markov-shapley"] = "sweeps.cli_general_sum"  # Section 5
+for _family in ("paper-potential", "random-identical", "random-potential", "lq-tracking"):  # Section 4, F.2-F.3
+    GAME_MAKERS[_family] = "sweeps.cli_potential"
 ZERO_SUM_FAMILIES = ("paper-zero-sum", "random-zero-sum")
 
 

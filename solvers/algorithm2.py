@@ -69,36 +69,55 @@ def joint_action_table(num_actions) -> np.ndarray:
 
 
 @njit(cache=True)
-def _marginals(Qc, pol, acts, off, g, pre, suf):
-    """g[off_i + a_i] = sum_{a_{-i}} Qc[i, j(a)] prod_{k != i} pol[off_k + a_k] for every player i; in place.
+def _marginals(Qc, pol, nact, off, g, buf_a, buf_b):
+    """g[off_i + a_i] = sum_{a_{-i}} Qc[i, a] prod_{k != i} pol[off_k + a_k] for every player i; in place.
 
-    Qc: float64 (N, J) the players' Q at one (h, s); pol: float64 (sum A_i,) the players' policies at
-    (h, s), player i in pol[off[i]:off[i+1]]; acts: int64 (J, N); pre, suf: work arrays (N + 1,).
-    The products over the other players come from prefix and suffix products: O(J N) per cell.
+    Qc: float64 (N, J) the players' Q at one (h, s), joint actions flattened in C order; pol: float64
+    (sum A_i,) the players' policies at (h, s), player i in pol[off[i]:off[i+1]]; nact: int64 (N,);
+    buf_a, buf_b: work arrays (J,). For each player the other players' axes are contracted one at a
+    time, first axis first (a view (outer, A_k, inner) of the current tensor, outer = A_i once axis i
+    has been passed), so the innermost loop runs over the long trailing block: O(J) per player.
+    For N = 2 the sums run in the same order as Algorithm 1's predictions.
     """
-    N = acts.shape[1]
-    J = acts.shape[0]
-    for x in range(off[N]):
-        g[x] = 0.0
-    pre[0] = 1.0
-    suf[N] = 1.0
-    for j in range(J):
+    N = nact.shape[0]
+    J = Qc.shape[1]
+    for i in range(N):
+        size = J
+        src = Qc[i]
+        dst = buf_a
+        other = buf_b
+        outer = 1
         for k in range(N):
-            pre[k + 1] = pre[k] * pol[off[k] + acts[j, k]]
-        for k in range(N - 1, -1, -1):
-            suf[k] = suf[k + 1] * pol[off[k] + acts[j, k]]
-        for i in range(N):
-            g[off[i] + acts[j, i]] += Qc[i, j] * (pre[i] * suf[i + 1])
+            n = nact[k]
+            if k == i:
+                outer = n
+                continue
+            inner = size // (outer * n)
+            for o in range(outer):
+                ob = o * inner
+                for y in range(inner):
+                    dst[ob + y] = 0.0
+                for a in range(n):
+                    p = pol[off[k] + a]
+                    base = (o * n + a) * inner
+                    for y in range(inner):
+                        dst[ob + y] += src[base + y] * p
+            size = outer * inner
+            src = dst
+            dst = other
+            other = src
+        for a in range(nact[i]):
+            g[off[i] + a] = src[a]
 
 
 @njit(cache=True)
-def _algorithm2_kernel(rewards, trans2d, log_init, acts, off, stage_len, eta, stage_reset, tie_first, tie_rtol, traj, dag):
+def _algorithm2_kernel(rewards, trans2d, log_init, nact, off, stage_len, eta, stage_reset, tie_first, tie_rtol, traj, dag):
     """Run Algorithm 2 for sum(stage_len) iterations; fills ``traj`` and ``dag`` in place.
 
     rewards: float64 (N, H, S, J) (joint actions flattened, :func:`joint_action_table` order);
     trans2d: float64 (H, S*J, S); log_init: float64 (n_stages, H, S, sum A_i), logs of the initial
-    policies per (tau, h, s), player i in the slice off[i]:off[i+1]; acts: int64 (J, N); off: int64
-    (N + 1,); stage_len: int64 (n_stages,). Outputs: traj float64 (T, H, S, sum A_i), the iterates
+    policies per (tau, h, s), player i in the slice off[i]:off[i+1]; nact: int64 (N,) = (A_1, ..., A_N);
+    off: int64 (N + 1,); stage_len: int64 (n_stages,). Outputs: traj float64 (T, H, S, sum A_i), the iterates
     pi^t; dag float64 (n_stages, H, S, sum A_i), the best fixed policies in hindsight per stage.
     Returns 0, or the iteration at which a non-finite value appeared.
     """
@@ -114,8 +133,8 @@ def _algorithm2_kernel(rewards, trans2d, log_init, acts, off, stage_len, eta, st
     W = np.zeros((H + 1, S, N))  # W[h, s, i] = sum_{t in stage} [pi^t_h Q^tau_{h,i}](s); W[H] = 0
     vnext = np.empty((S, N))
     pv = np.empty((S * J, N))
-    pre = np.empty(N + 1)
-    suf = np.empty(N + 1)
+    buf_a = np.empty(J)
+    buf_b = np.empty(J)
 
     t = 0
     for tau in range(n_stages):
@@ -126,7 +145,7 @@ def _algorithm2_kernel(rewards, trans2d, log_init, acts, off, stage_len, eta, st
                     for i in range(N):
                         a0, a1 = off[i], off[i + 1]
                         _reset_cell(log_init[tau, h, s, a0:a1], log_hat[h, s, a0:a1], hat[h, s, a0:a1], pol[h, s, a0:a1])
-                _marginals(Q[h, s], pol[h, s], acts, off, g[h, s], pre, suf)
+                _marginals(Q[h, s], pol[h, s], nact, off, g[h, s], buf_a, buf_b)
         G[:] = 0.0
         W[:] = 0.0
 
@@ -137,7 +156,7 @@ def _algorithm2_kernel(rewards, trans2d, log_init, acts, off, stage_len, eta, st
                     for i in range(N):
                         a0, a1 = off[i], off[i + 1]
                         _omwu_cell(log_hat[h, s, a0:a1], hat[h, s, a0:a1], pol[h, s, a0:a1], g[h, s, a0:a1], eta, a1 - a0)
-                    _marginals(Q[h, s], pol[h, s], acts, off, g[h, s], pre, suf)
+                    _marginals(Q[h, s], pol[h, s], nact, off, g[h, s], buf_a, buf_b)
                     for i in range(N):
                         w = 0.0
                         for x in range(off[i], off[i + 1]):
@@ -271,8 +290,8 @@ def solve(
     L = stage_lengths(H, T)
     n_stages = L.shape[0]
     log_init = _expand_init(init, n_stages, H, S, acts_n)
-    acts = joint_action_table(acts_n)
-    J = acts.shape[0]
+    nact = np.asarray(acts_n, dtype=np.int64)
+    J = int(np.prod(nact))
     off = np.concatenate([[0], np.cumsum(acts_n)]).astype(np.int64)
     rewards = np.ascontiguousarray(game.rewards.reshape(N, H, S, J))
     trans2d = np.ascontiguousarray(game.transitions.reshape(H, S * J, S))
@@ -280,7 +299,7 @@ def solve(
     dag = np.empty((n_stages, H, S, D))
     t0 = time.perf_counter()
     with single_threaded_blas():
-        bad = _algorithm2_kernel(rewards, trans2d, log_init, acts, off, L, eta, bool(stage_reset), tie_break == "first",
+        bad = _algorithm2_kernel(rewards, trans2d, log_init, nact, off, L, eta, bool(stage_reset), tie_break == "first",
                                  float(tie_rtol), traj, dag)
     elapsed = time.perf_counter() - t0
     if bad:

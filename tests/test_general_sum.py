@@ -151,14 +151,13 @@ def test_kernel_matches_numpy_reference():
     # the compiled kernel's Python version gives the same iterates (typing mistakes show up here)
     out = algorithm2.solve(game, 12, 0.5)
     py = algorithm2._algorithm2_kernel.py_func
-    acts = algorithm2.joint_action_table(game.num_actions)
     L = stage_lengths(3, 12)
     traj = np.empty((12, 3, 3, 9))
     dag = np.empty((L.shape[0], 3, 3, 9))
     log_init = np.full((L.shape[0], 3, 3, 9), -np.log(3.0))
     off = np.array([0, 3, 6, 9])
     assert py(np.ascontiguousarray(game.rewards.reshape(3, 3, 3, 27)), game.transitions.reshape(3, 81, 3), log_init,
-              acts, off, L, 0.5, True, False, 1e-9, traj, dag) == 0
+              np.array([3, 3, 3]), off, L, 0.5, True, False, 1e-9, traj, dag) == 0
     np.testing.assert_allclose(traj[..., 3:6], out.trajectory[1], atol=1e-13)
 
 

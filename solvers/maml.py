@@ -60,6 +60,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.linalg
 
+from ._blas import single_threaded_blas
 from .nplayer import POTENTIAL_ATOL, MarkovGame, potential_certificate
 
 __all__ = [
@@ -304,7 +305,8 @@ def _primal(theta: np.ndarray, g: PotentialGame) -> _Primal:
         lu = None
     else:
         M = np.eye(S) - g.gamma * g.kernel.policy_matrix(0, pi[0], [x[0] for x in sig])
-        lu = scipy.linalg.lu_factor(M, check_finite=False)
+        with single_threaded_blas():
+            lu = scipy.linalg.lu_factor(M, check_finite=False)
         V[0] = scipy.linalg.lu_solve(lu, np.einsum("sj,sj->s", pi[0], g.phi[0]), check_finite=False)
         Q = (g.phi[0] + g.gamma * g.kernel.expect(0, V[0]))[None]
         d[0] = scipy.linalg.lu_solve(lu, g.rho, trans=1, check_finite=False)
@@ -374,7 +376,7 @@ class _KernelPrimal:
     Q: np.ndarray
     V: np.ndarray
     d: np.ndarray
-    Minv: np.ndarray
+    lu: tuple | None  # LU of I - gamma P_pi (discounted)
     value: float
     actions: tuple
 
@@ -419,6 +421,7 @@ class _NumbaOps:
         self.rho = np.ascontiguousarray(g.rho, dtype=np.float64)
         self.discounted = g.gamma is not None
         self.gamma = float(g.gamma) if self.discounted else 0.0
+        self.zero_phi = np.zeros_like(self.phi)
         self.offsets = np.cumsum([0] + [H * S * a for a in A])
         self._work = None
 
@@ -432,15 +435,25 @@ class _NumbaOps:
         return np.concatenate([padded[i, :, :, :a].ravel() for i, a in enumerate(self.A)])
 
     def primal(self, theta):
-        H, S, J = self.H, self.S, self.J
+        H, S, J, mk = self.H, self.S, self.J, self.mk
         sig = np.empty((self.N, H, S, self.Amax))
         pi, Q = np.empty((H, S, J)), np.empty((H, S, J))
-        V, d = np.empty((H + 1, S)), np.empty((H, S))
-        Minv = np.empty((S, S) if self.discounted else (1, 1))
-        val = self.mk._primal(self.pad(theta), self.actions, self.adec, self.sdec, self.phi, self.rho, self.dense_p,
-                              self.local_p, self.xmap, self.factored, self.gamma, self.discounted, sig, pi, Q, V, d, Minv,
-                              self.E, self.buf1, self.buf2)
-        return _KernelPrimal(sig, pi, Q, V, d, Minv, float(val), self.A)
+        V, d = np.zeros((H + 1, S)), np.empty((H, S))
+        tp = self.pad(theta)
+        if not self.discounted:
+            val = mk._finite_primal(tp, self.actions, self.adec, self.phi, self.rho, self.dense_p, self.local_p,
+                                    self.xmap, self.factored, sig, pi, Q, V, d, self.E, self.buf1, self.buf2)
+            return _KernelPrimal(sig, pi, Q, V, d, None, float(val), self.A)
+        M, r_pi = np.empty((S, S)), np.empty(S)
+        mk._discounted_system(tp, self.actions, self.adec, self.sdec, self.phi, self.dense_p, self.local_p,
+                              self.factored, self.gamma, sig, pi, M, r_pi)
+        with single_threaded_blas():
+            lu = scipy.linalg.lu_factor(M, check_finite=False)
+            V[0] = scipy.linalg.lu_solve(lu, r_pi, check_finite=False)
+            d[0] = scipy.linalg.lu_solve(lu, self.rho, trans=1, check_finite=False)
+        mk._discounted_q(V[0], self.phi, self.gamma, self.dense_p, self.local_p, self.xmap, self.factored, self.buf1,
+                         self.buf2, self.E, Q)
+        return _KernelPrimal(sig, pi, Q, V, d, lu, float(self.rho @ V[0]), self.A)
 
     def gradient(self, p):
         out = np.empty_like(p.sig_pad)
@@ -448,15 +461,28 @@ class _NumbaOps:
         return self.unpad(out)
 
     def tangent(self, p, u):
-        H, S, J = self.H, self.S, self.J
+        H, S, J, mk = self.H, self.S, self.J, self.mk
         if self._work is None:
             self._work = (np.empty((self.N, H, S, self.Amax)), np.empty((H, S, J)), np.empty((H, S, J)),
-                          np.empty((H + 1, S)), np.empty((H, S)))
+                          np.zeros((H + 1, S)), np.zeros((H, S)))
         cen, pidot, Qdot, Vdot, ddot = self._work
         out = np.empty_like(p.sig_pad)
-        self.mk._tangent(self.pad(u), p.sig_pad, p.pi, p.Q, p.V, p.d, p.Minv, self.adec, self.actions, self.dense_p,
-                         self.local_p, self.xmap, self.factored, self.gamma, self.discounted, cen, pidot, Qdot, Vdot,
-                         ddot, self.E, self.buf1, self.buf2, out)
+        up = self.pad(u)
+        if not self.discounted:
+            mk._finite_tangent(up, p.sig_pad, p.pi, p.Q, p.V, p.d, self.adec, self.actions, self.dense_p, self.local_p,
+                               self.xmap, self.factored, cen, pidot, Qdot, Vdot, ddot, self.E, self.buf1, self.buf2, out)
+            return self.unpad(out)
+        # discounted: Vdot = M^{-1} sum_j pidot Q, ddot = M^{-T} gamma push(d pidot), Qdot = gamma P Vdot
+        mk._tangent_directions(up, p.sig_pad, p.pi, self.adec, self.actions, cen, pidot)
+        rhs = np.empty(S)
+        mk._push(0, p.d[0][:, None] * pidot[0], self.dense_p, self.local_p, self.xmap, self.factored, self.buf1,
+                 self.buf2, rhs)
+        with single_threaded_blas():
+            Vdot[0] = scipy.linalg.lu_solve(p.lu, np.einsum("sj,sj->s", pidot[0], p.Q[0]), check_finite=False)
+            ddot[0] = scipy.linalg.lu_solve(p.lu, self.gamma * rhs, trans=1, check_finite=False)
+        mk._discounted_q(Vdot[0], self.zero_phi, self.gamma, self.dense_p, self.local_p, self.xmap,
+                         self.factored, self.buf1, self.buf2, self.E, Qdot)
+        mk._tangent_assemble(p.sig_pad, p.pi, p.Q, p.V, p.d, cen, pidot, Qdot, Vdot, ddot, self.adec, self.actions, out)
         return self.unpad(out)
 
 
@@ -637,6 +663,11 @@ def run_maml(train_games, test_games, T: int, alpha: float, outer_iterations: in
     outer_iterations : M outer steps; theta0 : initial meta-parameter (default 0 = uniform policies)
     backend : "numba" (default) or "numpy" (the reference implementation)
     """
+    with single_threaded_blas():  # single-threaded by design (parallelism comes from Ray): see solvers._blas
+        return _run_maml(train_games, test_games, T, alpha, outer_iterations, beta, eval_every, theta0, backend)
+
+
+def _run_maml(train_games, test_games, T, alpha, outer_iterations, beta, eval_every, theta0, backend) -> MamlResult:
     _check_run_args(T, alpha, outer_iterations, beta, eval_every)
     train = _check_games(train_games, "train_games")
     test = _check_games(test_games, "test_games")

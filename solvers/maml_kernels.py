@@ -180,54 +180,61 @@ def _policy_matrix(sig, pi, dense_p, local_p, sdec, factored, out):
 
 
 @njit(cache=True)
-def _primal(theta, actions, adec, sdec, phi, rho, dense_p, local_p, xmap, factored, gamma, discounted,
-            sig, pi, Q, V, d, Minv, E, buf1, buf2):
-    """Fill sig, pi, Q (H, S, J), V (H + 1, S; V[H] = 0), d (H, S) and, when discounted, Minv =
-    (I - gamma P_pi)^{-1}; return Phi = rho . V[0]."""
+def _finite_primal(theta, actions, adec, phi, rho, dense_p, local_p, xmap, factored, sig, pi, Q, V, d, E, buf1, buf2):
+    """Finite horizon: fill sig, pi, Q (H, S, J), V (H + 1, S; V[H] = 0), d (H, S); return Phi = rho . V[0]."""
     H, S, J = Q.shape
     _softmax_policy(theta, actions, sig)
     _joint_policy(sig, adec, pi)
     for s in range(S):
         V[H, s] = 0.0
-    if not discounted:
-        for h in range(H - 1, -1, -1):
-            _expect(h, V[h + 1], dense_p, local_p, xmap, factored, buf1, buf2, E)
-            for s in range(S):
-                acc = 0.0
-                for j in range(J):
-                    q = phi[h, s, j] + E[s, j]
-                    Q[h, s, j] = q
-                    acc += pi[h, s, j] * q
-                V[h, s] = acc
+    for h in range(H - 1, -1, -1):
+        _expect(h, V[h + 1], dense_p, local_p, xmap, factored, buf1, buf2, E)
         for s in range(S):
-            d[0, s] = rho[s]
-        for h in range(H - 1):
-            for s in range(S):
-                for j in range(J):
-                    E[s, j] = d[h, s] * pi[h, s, j]
-            _push(h, E, dense_p, local_p, xmap, factored, buf1, buf2, d[h + 1])
-    else:
-        M = np.empty((S, S))
-        _policy_matrix(sig, pi, dense_p, local_p, sdec, factored, M)
-        for s in range(S):
-            for t in range(S):
-                M[s, t] = -gamma * M[s, t]
-            M[s, s] += 1.0
-        Minv[:, :] = np.linalg.inv(M)
-        r_pi = np.zeros(S)
+            acc = 0.0
+            for j in range(J):
+                q = phi[h, s, j] + E[s, j]
+                Q[h, s, j] = q
+                acc += pi[h, s, j] * q
+            V[h, s] = acc
+    for s in range(S):
+        d[0, s] = rho[s]
+    for h in range(H - 1):
         for s in range(S):
             for j in range(J):
-                r_pi[s] += pi[0, s, j] * phi[0, s, j]
-        V[0] = Minv @ r_pi
-        d[0] = Minv.T @ rho
-        _expect(0, V[0], dense_p, local_p, xmap, factored, buf1, buf2, E)
-        for s in range(S):
-            for j in range(J):
-                Q[0, s, j] = phi[0, s, j] + gamma * E[s, j]
+                E[s, j] = d[h, s] * pi[h, s, j]
+        _push(h, E, dense_p, local_p, xmap, factored, buf1, buf2, d[h + 1])
     val = 0.0
     for s in range(S):
         val += rho[s] * V[0, s]
     return val
+
+
+@njit(cache=True)
+def _discounted_system(theta, actions, adec, sdec, phi, dense_p, local_p, factored, gamma, sig, pi, M, r_pi):
+    """Discounted (H = 1): fill sig, pi, ``M = I - gamma P_pi`` (S, S) and ``r_pi`` (S,); the caller
+    solves ``M V = r_pi`` and ``M^T d = rho`` (LAPACK, outside the kernel)."""
+    S, J = pi.shape[1], pi.shape[2]
+    _softmax_policy(theta, actions, sig)
+    _joint_policy(sig, adec, pi)
+    _policy_matrix(sig, pi, dense_p, local_p, sdec, factored, M)
+    for s in range(S):
+        for t in range(S):
+            M[s, t] = -gamma * M[s, t]
+        M[s, s] += 1.0
+        acc = 0.0
+        for j in range(J):
+            acc += pi[0, s, j] * phi[0, s, j]
+        r_pi[s] = acc
+
+
+@njit(cache=True)
+def _discounted_q(v, phi, gamma, dense_p, local_p, xmap, factored, buf1, buf2, E, Q):
+    """Fill ``Q[0] = phi[0] + gamma P v`` (discounted)."""
+    S, J = E.shape
+    _expect(0, v, dense_p, local_p, xmap, factored, buf1, buf2, E)
+    for s in range(S):
+        for j in range(J):
+            Q[0, s, j] = phi[0, s, j] + gamma * E[s, j]
 
 
 @njit(cache=True)
@@ -248,10 +255,8 @@ def _gradient(sig, pi, Q, V, d, adec, actions, out):
 
 
 @njit(cache=True)
-def _tangent(u, sig, pi, Q, V, d, Minv, adec, actions, dense_p, local_p, xmap, factored, gamma, discounted,
-             cen, pidot, Qdot, Vdot, ddot, E, buf1, buf2, out):
-    """Fill ``out`` with Hess Phi(theta) u (padded like ``u``); work arrays cen (N, H, S, A_max),
-    pidot and Qdot (H, S, J), Vdot (H + 1, S), ddot (H, S), E (S, J), buf1, buf2 are overwritten."""
+def _tangent_directions(u, sig, pi, adec, actions, cen, pidot):
+    """Fill ``cen[i, h, s, a] = u - <sig_i, u>`` and ``pidot = pi * sum_i cen_i(a_i)`` (the tangent of pi along u)."""
     N, H, S = sig.shape[:3]
     J = adec.shape[0]
     for i in range(N):
@@ -269,45 +274,20 @@ def _tangent(u, sig, pi, Q, V, d, Minv, adec, actions, dense_p, local_p, xmap, f
                 for i in range(N):
                     c += cen[i, h, s, adec[j, i]]
                 pidot[h, s, j] = pi[h, s, j] * c
-    for s in range(S):
-        Vdot[H, s] = 0.0
-    if not discounted:
-        for h in range(H - 1, -1, -1):  # Qdot_h = P_h Vdot_{h+1}, Vdot_h = sum_j pidot Q + pi Qdot
-            _expect(h, Vdot[h + 1], dense_p, local_p, xmap, factored, buf1, buf2, Qdot[h])
-            for s in range(S):
-                acc = 0.0
-                for j in range(J):
-                    acc += pidot[h, s, j] * Q[h, s, j] + pi[h, s, j] * Qdot[h, s, j]
-                Vdot[h, s] = acc
-        for s in range(S):
-            ddot[0, s] = 0.0
-        for h in range(H - 1):  # ddot_{h+1} = push(ddot_h pi + d_h pidot)
-            for s in range(S):
-                for j in range(J):
-                    E[s, j] = ddot[h, s] * pi[h, s, j] + d[h, s] * pidot[h, s, j]
-            _push(h, E, dense_p, local_p, xmap, factored, buf1, buf2, ddot[h + 1])
-    else:
-        rhs = np.zeros(S)
-        for s in range(S):
-            for j in range(J):
-                rhs[s] += pidot[0, s, j] * Q[0, s, j]
-        Vdot[0] = Minv @ rhs
-        _expect(0, Vdot[0], dense_p, local_p, xmap, factored, buf1, buf2, Qdot[0])
-        for s in range(S):
-            for j in range(J):
-                Qdot[0, s, j] *= gamma
-        for s in range(S):
-            for j in range(J):
-                E[s, j] = d[0, s] * pidot[0, s, j]
-        _push(0, E, dense_p, local_p, xmap, factored, buf1, buf2, rhs)
-        ddot[0] = Minv.T @ (gamma * rhs)
-    # product rule on d (M_i - sig_i V): Mdot_i = sum_{a_i(j) = b} (pidot Q + pi Qdot)
+
+
+@njit(cache=True)
+def _tangent_assemble(sig, pi, Q, V, d, cen, pidot, Qdot, Vdot, ddot, adec, actions, out):
+    """Fill ``out`` with the product rule on ``d (M_i - sig_i V)``: ddot (M_i - sig_i V) + d (Mdot_i -
+    sigdot_i V - sig_i Vdot), ``Mdot_i(b) = sum_{a_i(j) = b} (pidot Q + pi Qdot)``, ``sigdot = sig cen``."""
+    N, H, S = sig.shape[:3]
+    J = adec.shape[0]
     out[:] = 0.0
     for h in range(H):
         for s in range(S):
             for j in range(J):
-                pq = pi[h, s, j] * Q[h, s, j]
-                w = ddot[h, s] * pq + d[h, s] * (pidot[h, s, j] * Q[h, s, j] + pi[h, s, j] * Qdot[h, s, j])
+                w = ddot[h, s] * pi[h, s, j] * Q[h, s, j] + d[h, s] * (pidot[h, s, j] * Q[h, s, j]
+                                                                      + pi[h, s, j] * Qdot[h, s, j])
                 for i in range(N):
                     out[i, h, s, adec[j, i]] += w
             for i in range(N):
@@ -315,3 +295,30 @@ def _tangent(u, sig, pi, Q, V, d, Minv, adec, actions, dense_p, local_p, xmap, f
                     sg = sig[i, h, s, b]
                     out[i, h, s, b] -= (ddot[h, s] * sg * V[h, s]
                                         + d[h, s] * (sg * cen[i, h, s, b] * V[h, s] + sg * Vdot[h, s]))
+
+
+@njit(cache=True)
+def _finite_tangent(u, sig, pi, Q, V, d, adec, actions, dense_p, local_p, xmap, factored,
+                    cen, pidot, Qdot, Vdot, ddot, E, buf1, buf2, out):
+    """Finite horizon: fill ``out`` with Hess Phi(theta) u (padded like ``u``); work arrays cen
+    (N, H, S, A_max), pidot and Qdot (H, S, J), Vdot (H + 1, S), ddot (H, S), E (S, J), buf1, buf2
+    are overwritten."""
+    H, S, J = Q.shape
+    _tangent_directions(u, sig, pi, adec, actions, cen, pidot)
+    for s in range(S):
+        Vdot[H, s] = 0.0
+    for h in range(H - 1, -1, -1):  # Qdot_h = P_h Vdot_{h+1}, Vdot_h = sum_j pidot Q + pi Qdot
+        _expect(h, Vdot[h + 1], dense_p, local_p, xmap, factored, buf1, buf2, Qdot[h])
+        for s in range(S):
+            acc = 0.0
+            for j in range(J):
+                acc += pidot[h, s, j] * Q[h, s, j] + pi[h, s, j] * Qdot[h, s, j]
+            Vdot[h, s] = acc
+    for s in range(S):
+        ddot[0, s] = 0.0
+    for h in range(H - 1):  # ddot_{h+1} = push(ddot_h pi + d_h pidot)
+        for s in range(S):
+            for j in range(J):
+                E[s, j] = ddot[h, s] * pi[h, s, j] + d[h, s] * pidot[h, s, j]
+        _push(h, E, dense_p, local_p, xmap, factored, buf1, buf2, ddot[h + 1])
+    _tangent_assemble(sig, pi, Q, V, d, cen, pidot, Qdot, Vdot, ddot, adec, actions, out)

@@ -229,11 +229,10 @@ def test_kernels_run_uncompiled():
     ops = g.ops("numba")
     theta = ops.pad(rng.normal(size=g.dim))
     out = {}
-    for name, fn in (("jit", mk._primal), ("py", mk._primal.py_func)):
-        arrays = (np.zeros_like(theta), np.zeros((2, 27, 8)), np.zeros((2, 27, 8)), np.zeros((3, 27)), np.zeros((2, 27)),
-                  np.zeros((1, 1)))
-        val = fn(theta, ops.actions, ops.adec, ops.sdec, ops.phi, ops.rho, ops.dense_p, ops.local_p, ops.xmap, True, 0.0,
-                 False, *arrays, np.empty((27, 8)), np.empty(ops.buf1.size), np.empty(ops.buf2.size))
+    for name, fn in (("jit", mk._finite_primal), ("py", mk._finite_primal.py_func)):
+        arrays = (np.zeros_like(theta), np.zeros((2, 27, 8)), np.zeros((2, 27, 8)), np.zeros((3, 27)), np.zeros((2, 27)))
+        val = fn(theta, ops.actions, ops.adec, ops.phi, ops.rho, ops.dense_p, ops.local_p, ops.xmap, True, *arrays,
+                 np.empty((27, 8)), np.empty(ops.buf1.size), np.empty(ops.buf2.size))
         out[name] = (val, arrays)
     assert out["jit"][0] == pytest.approx(out["py"][0], abs=1e-14)
     for a, b in zip(out["jit"][1], out["py"][1]):

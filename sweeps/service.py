@@ -103,6 +103,25 @@ def _open_tracking(uri: str):
     return client
 
 
+def _probe_ray_address(address: str | None, timeout: float = 5.0) -> None:
+    """Fail in seconds, with one clear line, when a ``host:port`` / ``ray://host:port`` address does not answer
+    (``ray.init`` itself waits minutes for an unreachable GCS). "auto" and the embedded local Ray are not probed."""
+    import socket
+
+    if not address or address == "auto":
+        return
+    hostport = address.split("://", 1)[1] if "://" in address else address
+    host, sep, port = hostport.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise SweepError(f"bad Ray address {address!r}: expected host:port, ray://host:port or auto")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+            pass
+    except OSError as exc:
+        raise SweepError(f"cannot reach Ray at {address}: {exc.strerror or type(exc).__name__} "
+                         "(is the cluster up? see cluster/README.md)") from None
+
+
 def _init_ray(address: str | None, num_cpus: int | None = None):
     import ray
 
@@ -406,6 +425,7 @@ def run_sweep(spec: SweepSpec, spec_text: str, address: str | None = None, track
     uri = tracking_uri or spec.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri()
     address = address or spec.ray_address or os.environ.get("RAY_ADDRESS") or None
     sweep_id = f"{spec.experiment}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid() % 1000:03d}"
+    _probe_ray_address(address)  # before anything is created
     client = _open_tracking(uri)
     ray = _init_ray(address, num_cpus)
     cluster = ray.cluster_resources()
@@ -507,8 +527,10 @@ def resume_sweep(sweep: str, errored: bool = False, address: str | None = None, 
     spec = effective_spec(state)
     if not tune.Tuner.can_restore(state["state_dir"]):
         raise SweepError(f"sweep {state['sweep_id']} has no restorable Tune state in {state['state_dir']}")
+    address = address or state.get("address") or os.environ.get("RAY_ADDRESS")
+    _probe_ray_address(address)
     client = _open_tracking(state["tracking_uri"])
-    ray = _init_ray(address or state.get("address") or os.environ.get("RAY_ADDRESS"), num_cpus)
+    ray = _init_ray(address, num_cpus)
     _check_resources(spec, ray.cluster_resources())
     client.update_run(state["parent_run_id"], status="RUNNING")
     trainable = _tuner_parts(spec, state["tracking_uri"], state["experiment_id"], state["parent_run_id"], state["sweep_id"])

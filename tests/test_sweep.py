@@ -434,6 +434,9 @@ BAD_SPECS = [
      ["search_space", "confirm_large_grid", str(GRID_LIMIT + 1)]),
     ("unknown-family", _spec(extra="game: {family: tic-tac-toe}\n"), ["game.family", "tic-tac-toe"]),
     ("experiment-slash", _spec(experiment="a/b"), ["experiment"]),
+    ("tracking-uri-scheme", _spec(extra="tracking: {uri: 'ftp://host/x'}\n"), ["tracking.uri", "ftp://"]),
+    ("ray-address-unreachable", _spec(extra="ray_address: 127.0.0.1:1\n"), ["cannot reach Ray at 127.0.0.1:1"]),
+    ("ray-address-malformed", _spec(extra="ray_address: nohostport\n"), ["bad Ray address", "nohostport"]),
     ("resources-cpus-zero", _spec(extra="resources: {cpus: 0}\n"), ["resources.cpus"]),
     ("metric-points-one", _spec(extra="tracking: {metric_history_points: 1}\n"), ["tracking.metric_history_points"]),
     ("not-a-mapping", "- eta\n- K\n", ["spec", "mapping"]),
@@ -467,6 +470,15 @@ def test_bad_spec_one_clear_line_nothing_started(case, text, needles, tmp_path, 
     assert not db.exists() and not db.parent.exists()  # no tracking store, hence no experiment or run
     assert not (tmp_path / "runs").exists()  # no sweep state
     assert not canary.exists()  # the python tag was never executed
+
+
+def test_unreachable_tracking_server_one_clear_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "spec.yaml").write_text(_spec())
+    rc = main(["run", "spec.yaml", "--tracking-uri", "http://127.0.0.1:1", "--num-cpus", "1"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "cannot use MLflow tracking URI 'http://127.0.0.1:1'" in err[0], err
+    assert not ray.is_initialized() and not (tmp_path / "runs").exists()
 
 
 def test_base_spec_is_valid(tmp_path):

@@ -30,7 +30,7 @@ from .potential_eval import game_potential
 from .qascent import QAscentResult, projected_q_ascent
 
 __all__ = ["PotentialMethodResult", "GameFacts", "game_facts", "individual_q_ascent", "meta_q_ascent",
-           "run_potential_sequence", "check_sequence"]
+           "run_potential_sequence", "check_sequence", "check_potentials", "assemble"]
 
 METHODS = ("individual", "meta")
 
@@ -143,24 +143,37 @@ def run_potential_sequence(games, iterations: int, step: float, eval_every: int 
     Needs every game's stage potential (``ValueError`` naming the game otherwise): Delta_Phi,
     Proposition 1 and Theorem 3 rely on it.
     """
+    check_potentials(games)
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise ValueError(f"unknown methods {unknown} (choose from {list(METHODS)})")
+    runs = {}
+    for method in methods:
+        chain = individual_q_ascent if method == "individual" else meta_q_ascent
+        runs[method] = chain(games, iterations, step, eval_every, eval_log_points=eval_log_points)
+    return assemble(games, runs, iterations, step, facts)
+
+
+def check_potentials(games) -> None:
+    """One shape and setting for all games, and a stage potential for each (``ValueError`` naming the game)."""
     check_sequence(games)
     for k, g in enumerate(games):
         try:
             potential_certificate(g)
         except ValueError as exc:
             raise ValueError(f"game {k}: {exc} (projected Q-ascent meta-learning needs Markov potential games)") from None
-    unknown = [m for m in methods if m not in METHODS]
-    if unknown:
-        raise ValueError(f"unknown methods {unknown} (choose from {list(METHODS)})")
+
+
+def assemble(games, runs: dict, iterations: int, step: float,
+             facts: list[GameFacts] | None = None) -> dict[str, PotentialMethodResult]:
+    """Each method's runs with Proposition 1 per game and, for meta, Delta_Phi and Theorem 3."""
     if facts is None:
         facts = [game_facts(g) for g in games]
     out = {}
-    for method in methods:
-        chain = individual_q_ascent if method == "individual" else meta_q_ascent
-        runs = chain(games, iterations, step, eval_every, eval_log_points=eval_log_points)
+    for method, rs in runs.items():
         props = [proposition1_bound(g, iterations, step, r.potential_gain, f.kappa, f.potential_exact)
-                 for g, r, f in zip(games, runs, facts)]
-        out[method] = PotentialMethodResult(method, runs, props)
+                 for g, r, f in zip(games, rs, facts)]
+        out[method] = PotentialMethodResult(method, rs, props)
     if "meta" in out:
         res = out["meta"]
         res.delta = delta_phi(games)

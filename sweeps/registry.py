@@ -199,31 +199,14 @@ register_algorithm(Algorithm(
 ))
 
 
-# ----------------------------------------------------------------------------- Markov potential games (Section 4)
-#: Keys of the potential families' ``game`` mapping (names = solvers.potential_games.potential_family's keywords,
-#: ``states``/``actions`` mapped to num_states/num_actions). ``gamma`` set: discounted games, needs H = 1.
-_GAMMA = Param("float", lambda v: v is None or (is_num(v) and 0 <= v < 1), "null (finite horizon) or a number in [0, 1)")
-_RHO = Param("str", lambda v: v in ("initial", "uniform"), "'initial' or 'uniform'", default="initial")
-_ACTIONS_N = Param("list", lambda v: isinstance(v, list) and 2 <= len(v) <= 16 and all(is_int(a) and 1 <= a <= 100 for a in v),
-                   "[A_1, ..., A_N], 2 to 16 integers in [1, 100]", default=[2, 2])
-_DUMMY_SCALE = Param("float", lambda v: is_num(v) and math.isfinite(v) and v >= 0, "a number >= 0", default=1.0)
-_DISCOUNT = {"gamma": _GAMMA, "rho": _RHO}
-register_family(Family("paper-potential", dict(_DISCOUNT),
-                       "the F.2 identical-interest game (N = 2, S = 2, 2 actions each) with perturbed shared rewards"))
-register_family(Family("random-identical", {"states": _STATES, "actions": _ACTIONS_N, **_DISCOUNT},
-                       "random identical-interest base game (U[0,1] shared rewards, Dirichlet(1) transitions), perturbed"))
-register_family(Family("random-potential", {"states": _STATES, "actions": _ACTIONS_N, "dummy_scale": _DUMMY_SCALE, **_DISCOUNT},
-                       "random potential + per-player dummy terms, action-independent Dirichlet(1) transitions, perturbed"))
-register_family(Family("lq-tracking", dict(_DISCOUNT),
-                       "the F.3 linear-quadratic tracking game (4 players, 625 states, 81 joint actions); sigma perturbs "
-                       "the drift magnitudes"))
+# ----------------------------------------------------------------------------- projected Q-ascent (Section 4.1)
+# (the potential families are registered above, with MAML)
 #: Step size alpha of Eq. (7) (the paper's F.2: 0.05).
 STEP = Param("float", lambda v: is_num(v) and math.isfinite(v) and v > 0, "a number > 0", required=True)
-POTENTIAL_FAMILIES = ("paper-potential", "random-identical", "random-potential", "lq-tracking")
 register_algorithm(Algorithm(
     "projected-q-ascent",
     {"step": STEP, **COMMON_PARAMS},
-    POTENTIAL_FAMILIES,
+    ("paper-potential", "random-identical", "random-potential", "lq-tracking"),
     "sweeps.trial_potential:run_trial",
     "independent projected Q-ascent, Eq. (7) (Markov potential games), warm-start meta-learning of Theorem 3",
 ))

@@ -16,8 +16,9 @@ and ``speedup/auc`` (individual / meta); ``maml/grad_norm`` (||grad F_T|| at the
 Theorem 4's quantity), ``maml/grad_norm_initial``, ``maml/grad_norm_min``, ``maml/potential``
 (F_T at the final theta on the training games), ``maml/potential_initial``; ``time/kernel_s``,
 ``time/trial_s``. Histories (step = outer iteration k, 0 = before the first outer step):
-``gap/m``, ``gap_avg/m``, ``potential/m`` at the evaluated k, ``maml/grad_norm`` and
-``maml/potential`` at every k. Curves: :func:`curve_tables`.
+``gap/m``, ``gap_avg/m``, ``potential/m`` at the evaluated k, ``grad_norm/meta`` (||grad F_T(theta^k)||)
+and ``train_potential/meta`` (F_T(theta^k)) at every k (the scalars ``maml/...`` are their last
+values; a key is never both a scalar and a history). Curves: :func:`curve_tables`.
 """
 
 from __future__ import annotations
@@ -92,8 +93,8 @@ def summarize(res, settings: TrialSettings) -> TrialOutput:
     scalars["maml/grad_norm_min"] = float(res.grad_norm.min())
     scalars["maml/potential"] = res.potential[-1]
     scalars["maml/potential_initial"] = res.potential[0]
-    histories["maml/grad_norm"] = (res.outer, res.grad_norm)
-    histories["maml/potential"] = (res.outer, res.potential)
+    histories["grad_norm/meta"] = (res.outer, res.grad_norm)
+    histories["train_potential/meta"] = (res.outer, res.potential)
     tables = [t for t in curve_tables(res) if t.column("method")[0].as_py() in settings.methods]
     return TrialOutput(scalars, histories, concat_curves(tables), 0)
 

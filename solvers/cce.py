@@ -180,36 +180,49 @@ def save_joint_policy(path, joint) -> None:
 
 
 @njit(cache=True)
-def _joint_sums(traj, acts, off, stage_len, eval_its, stage_sum, running):
-    """Sums of the joint product policies prod_i pi^t_{h,i}(a_i|s); fills the outputs in place.
+def _joint_accumulate(traj, acts, off, t0, t1, acc):
+    """acc += sum_{t0 <= t < t1} prod_i pi^t_{h,i}(a_i | s) (0-based t), in place.
 
-    traj: float64 (T, H, S, sum A_i), player i in the slice off[i]:off[i+1]; acts: int64 (J, N);
-    stage_len: int64 (n_stages,); eval_its: int64 (n_eval,) ascending 1-based. Outputs:
-    stage_sum (n_stages, H, S, J): the sum over each stage; running (n_eval, H, S, J): the sum over t <= eval_its[e].
+    traj: float64 (T, H, S, sum A_i), player i in the slice off[i]:off[i+1]; acts: int64 (J, N)
+    (:func:`solvers.algorithm2.joint_action_table`); acc: float64 (H, S, J).
     """
-    T, H, S, _ = traj.shape
+    H, S = traj.shape[1], traj.shape[2]
     J, N = acts.shape
-    cum = np.zeros((H, S, J))
-    stage_sum[:] = 0.0
-    sigma = 0
-    left = stage_len[0]
-    e = 0
-    for t in range(T):
+    for t in range(t0, t1):
         for h in range(H):
             for s in range(S):
                 for j in range(J):
                     p = 1.0
                     for k in range(N):
                         p *= traj[t, h, s, off[k] + acts[j, k]]
-                    stage_sum[sigma, h, s, j] += p
-                    cum[h, s, j] += p
-        left -= 1
-        if left == 0 and sigma + 1 < stage_len.shape[0]:
-            sigma += 1
-            left = stage_len[sigma]
-        if e < eval_its.shape[0] and eval_its[e] == t + 1:
-            running[e] = cum
-            e += 1
+                    acc[h, s, j] += p
+
+
+class _JointSums:
+    """Sums of the joint product policies over ranges of iterations, O(H S J) memory (never one array per t)."""
+
+    def __init__(self, result):
+        from .algorithm2 import joint_action_table
+
+        self.traj = np.ascontiguousarray(np.concatenate(result.trajectory, axis=-1))
+        self.num_actions = tuple(p.shape[-1] for p in result.trajectory)
+        self.acts = joint_action_table(self.num_actions)
+        self.off = np.concatenate([[0], np.cumsum(self.num_actions)]).astype(np.int64)
+        self.stage_lengths = result.stage_lengths
+
+    def add(self, t0: int, t1: int, acc: np.ndarray) -> np.ndarray:
+        _joint_accumulate(self.traj, self.acts, self.off, t0, t1, acc)
+        return acc
+
+    def zeros(self) -> np.ndarray:
+        T, H, S, _ = self.traj.shape
+        return np.zeros((H, S, self.acts.shape[0]))
+
+    def stage_mixtures(self) -> np.ndarray:
+        """M^sigma_h(a|s) for every stage: (tau_bar, H, S, J)."""
+        starts = np.concatenate([[0], np.cumsum(self.stage_lengths)])
+        return np.stack([self.add(starts[k], starts[k + 1], self.zeros()) / self.stage_lengths[k]
+                         for k in range(self.stage_lengths.shape[0])])
 
 
 @dataclass(frozen=True)
@@ -234,7 +247,7 @@ def certified_evaluations(game: MarkovGame, result, stage_mixtures: np.ndarray |
     N, H, S, acts_n = game.num_players, game.horizon, game.num_states, game.num_actions
     L = result.stage_lengths
     if stage_mixtures is None:
-        stage_mixtures = _sums(result, np.empty(0, dtype=np.int64))[0] / L[:, None, None, None]
+        stage_mixtures = _JointSums(result).stage_mixtures()
     M = stage_mixtures.reshape(L.shape[0], H, S, *acts_n)
     P2 = game.transitions.reshape(H, -1, S)
     s1 = game.initial_state
@@ -251,24 +264,9 @@ def certified_evaluations(game: MarkovGame, result, stage_mixtures: np.ndarray |
 def joint_average(result, t: int | None = None) -> np.ndarray:
     """The Markov correlated policy (1/t) sum_{j<=t} prod_i pi^j_{h,i} (default t = T): (H, S, A_1, ..., A_N)."""
     t = result.iterations if t is None else int(t)
-    running = _sums(result, np.array([t], dtype=np.int64))[1]
-    H, S = result.trajectory[0].shape[1:3]
-    return running[0].reshape(H, S, *(p.shape[-1] for p in result.trajectory)) / t
-
-
-def _sums(result, eval_its):
-    from .algorithm2 import joint_action_table
-
-    traj = np.ascontiguousarray(np.concatenate(result.trajectory, axis=-1))
-    acts_n = tuple(p.shape[-1] for p in result.trajectory)
-    acts = joint_action_table(acts_n)
-    off = np.concatenate([[0], np.cumsum(acts_n)]).astype(np.int64)
-    T, H, S, _ = traj.shape
-    L = result.stage_lengths
-    stage_sum = np.empty((L.shape[0], H, S, acts.shape[0]))
-    running = np.empty((eval_its.shape[0], H, S, acts.shape[0]))
-    _joint_sums(traj, acts, off, L, eval_its, stage_sum, running)
-    return stage_sum, running
+    sums = _JointSums(result)
+    H, S = sums.traj.shape[1:3]
+    return sums.add(0, t, sums.zeros()).reshape(H, S, *sums.num_actions) / t
 
 
 @dataclass(frozen=True)
@@ -306,9 +304,8 @@ def cce_curves(game: MarkovGame, result, eval_every: int | None = None, eval_log
     """
     T = result.iterations
     its = eval_iterations(T, eval_every, eval_log_points)
-    stage_sum, running = _sums(result, its if averages else np.empty(0, dtype=np.int64))
-    L = result.stage_lengths
-    cert = certified_evaluations(game, result, stage_sum / L[:, None, None, None])
+    sums = _JointSums(result)
+    cert = certified_evaluations(game, result, sums.stage_mixtures())
     n = np.arange(1, T + 1)[:, None]
     mean_v = np.cumsum(cert.values, axis=0) / n
     mean_gain = np.cumsum(cert.best_response_values - cert.values, axis=0) / n
@@ -318,12 +315,16 @@ def cce_curves(game: MarkovGame, result, eval_every: int | None = None, eval_log
     joint_gap = np.full(its.shape[0], np.nan)
     prod_gap = np.full(its.shape[0], np.nan)
     if averages:
-        csum = [np.cumsum(p, axis=0) for p in result.trajectory] if its.shape[0] > 1 else None
-        for e, t in enumerate(its):
-            jt = running[e].reshape(shape) / t
-            joint_gap[e] = _evaluate_gap(game, jt)
-            marg = [c[t - 1] / t for c in csum] if csum is not None else [p[:t].mean(0) for p in result.trajectory]
-            prod_gap[e] = _evaluate_gap(game, product_joint(marg))
+        acc = sums.zeros()
+        marg_sums = [np.zeros(p.shape[1:]) for p in result.trajectory]
+        prev = 0
+        for e, t in enumerate(its):  # running sums carried from one evaluated iteration to the next
+            sums.add(prev, t, acc)
+            for m, p in zip(marg_sums, result.trajectory):
+                m += p[prev:t].sum(axis=0)
+            prev = t
+            joint_gap[e] = _evaluate_gap(game, acc.reshape(shape) / t)
+            prod_gap[e] = _evaluate_gap(game, product_joint([m / t for m in marg_sums]))
     return CCECurves(its, mean_gap[idx], mean_gain[idx].max(axis=1), joint_gap, prod_gap, mean_v[idx], cert)
 
 

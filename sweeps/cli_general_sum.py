@@ -29,7 +29,8 @@ def add_options(parser: argparse.ArgumentParser, command: str | None = None) -> 
     if command is None:
         if not _has(parser, "--players"):  # may be shared with other N-player families
             parser.add_argument("--players", type=_positive_int, metavar="N",
-                                help=f"number of players N of random-general-sum (default {DEFAULT_PLAYERS})")
+                                help=f"number of players N of the N-player families (random-general-sum: default "
+                                     f"{DEFAULT_PLAYERS}; others: see the README)")
         return
     if command == "solve" and not _has(parser, "--correlated-out"):
         parser.add_argument("--correlated-out", metavar="C.npz",

@@ -23,6 +23,7 @@ from mlflow.tracking import MlflowClient
 
 from sweeps.cli import main
 from sweeps.spec import GRID_LIMIT, SpecError, load_spec
+from sweeps.trial import TrialSettings, run_trial
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
@@ -378,6 +379,17 @@ def test_resume_after_sigkill(mlflow_server, tmp_path):
     by_trial = {c.data.tags["metasweep.trial_id"]: c.info.run_id for c in children}
     for r in before:
         assert by_trial[r.data.tags["metasweep.trial_id"]] == r.info.run_id
+    # determinism: a trial finished before the kill and one finished by the resume hold bitwise the curves
+    # of the same config computed here, in-process
+    first_ids = {r.info.run_id for r in finished_before}
+    picks = [next(c for c in children if c.info.run_id in first_ids), next(c for c in children if c.info.run_id not in first_ids)]
+    spec = load_spec(tmp_path / "spec.yaml")
+    for c in picks:
+        config = {k: p.values[0] for k, p in spec.params.items() if p.kind == "const"}
+        config |= {"seed": int(c.data.params["seed"]), "stage_reset": c.data.params["stage_reset"] == "True"}
+        local = run_trial(config, TrialSettings.from_spec(spec)).curves
+        logged = pq.read_table(client.download_artifacts(c.info.run_id, "curves.parquet", str(tmp_path)))
+        assert logged.equals(local), f"curves of {c.info.run_name} differ from an in-process run"
 
 
 # ----------------------------------------------------------------------------- c. bad specs

@@ -357,7 +357,7 @@ class _NumpyOps:
     def __init__(self, g: PotentialGame):
         self.g = g
 
-    def primal(self, theta):
+    def primal(self, theta, slot=None):
         return _primal(theta, self.g)
 
     def gradient(self, p):
@@ -424,6 +424,7 @@ class _NumbaOps:
         self.zero_phi = np.zeros_like(self.phi)
         self.offsets = np.cumsum([0] + [H * S * a for a in A])
         self._work = None
+        self._slots = {}
 
     def pad(self, flat):
         out = np.zeros((self.N, self.H, self.S, self.Amax))
@@ -434,11 +435,22 @@ class _NumbaOps:
     def unpad(self, padded):
         return np.concatenate([padded[i, :, :, :a].ravel() for i, a in enumerate(self.A)])
 
-    def primal(self, theta):
-        H, S, J, mk = self.H, self.S, self.J, self.mk
-        sig = np.empty((self.N, H, S, self.Amax))
-        pi, Q = np.empty((H, S, J)), np.empty((H, S, J))
-        V, d = np.zeros((H + 1, S)), np.empty((H, S))
+    def _arrays(self, slot):
+        """(sig, pi, Q, V, d): fresh, or the scratch set ``slot`` (reused: fresh 4 MB arrays cost page faults)."""
+        H, S, J = self.H, self.S, self.J
+        if slot is not None and slot in self._slots:
+            return self._slots[slot]
+        arrays = (np.empty((self.N, H, S, self.Amax)), np.empty((H, S, J)), np.empty((H, S, J)), np.zeros((H + 1, S)),
+                  np.empty((H, S)))
+        if slot is not None:
+            self._slots[slot] = arrays
+        return arrays
+
+    def primal(self, theta, slot=None):
+        """The value pass at ``theta``; with ``slot`` its arrays are the scratch set ``slot``, valid until the
+        next call with that slot."""
+        S, mk = self.S, self.mk
+        sig, pi, Q, V, d = self._arrays(slot)
         tp = self.pad(theta)
         if not self.discounted:
             val = mk._finite_primal(tp, self.actions, self.adec, self.phi, self.rho, self.dense_p, self.local_p,
@@ -534,15 +546,17 @@ def dense_hessian(theta, game, backend: str = "numba") -> np.ndarray:
 def adapt(theta, game, T: int, alpha: float, keep: bool = False, backend: str = "numba"):
     """T steps of exact policy-gradient ascent ``theta <- theta + alpha grad Phi(theta)`` (Eq. 44-45).
 
-    Returns ``(theta_T, Phi(theta_T), primals)``; ``primals`` (the T pre-step primals, for the
-    meta-gradient) is empty unless ``keep``.
+    Returns ``(theta_T, p_T, primals)``: ``p_T`` is the value pass at theta_T (``p_T.value`` =
+    Phi(theta_T), ``p_T.sig`` the policy); ``primals`` (the T pre-step value passes, for the
+    meta-gradient) is empty unless ``keep``. Kept passes live in the game's scratch buffers: they are
+    valid until the next ``adapt`` or ``meta_gradient`` call on the same game.
     """
     g = _prepare(game)
     ops = g.ops(backend)
     t = _check_theta(theta, g).copy()
     primals = []
-    for _ in range(T):
-        p = ops.primal(t)
+    for step in range(T):
+        p = ops.primal(t, slot=step if keep else 0)
         if keep:
             primals.append(p)
         t = t + alpha * ops.gradient(p)

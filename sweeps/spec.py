@@ -205,7 +205,7 @@ def check_grid_limit(spec: SweepSpec) -> None:
 def _parse(raw) -> SweepSpec:
     top = ("experiment", "algorithm", "game", "methods", "search_space", "num_samples", "search", "resources",
            "max_concurrent_trials", "max_failures", "eval_every", "tracking", "ray_address", "confirm_large_grid", "epsilon",
-           "stopper")
+           "stopper", "allow_absolute_paths")
     if raw is None:
         raise _err("spec", "the file is empty")
     _check_keys(raw, top, "spec")
@@ -296,8 +296,11 @@ def _parse(raw) -> SweepSpec:
     tracking = raw.get("tracking", {})
     _check_keys(tracking, ("uri", "metric_history_points"), "tracking")
     uri = tracking.get("uri")
+    allow_abs = raw.get("allow_absolute_paths", False)
+    if not isinstance(allow_abs, bool):
+        raise _err("allow_absolute_paths", f"must be true or false, got {allow_abs!r}")
     if uri is not None:
-        _check_tracking_uri(uri)
+        _check_tracking_uri(uri, allow_abs)
     mhp = tracking.get("metric_history_points", 50)
     if not _int(mhp) or not 2 <= mhp <= 1_000_000:
         raise _err("tracking.metric_history_points", f"must be an integer in [2, 1e6], got {mhp!r}")
@@ -348,9 +351,18 @@ def _parse_stopper(raw, methods) -> dict | None:
     return {"metric": metric, "std": float(std), "top": top, "patience": patience, "mode": STOPPER_METRICS[metric]}
 
 
-def _check_tracking_uri(uri) -> None:
+def _check_tracking_uri(uri, allow_absolute: bool = False) -> None:
+    """A spec's local store path stays below the working directory unless ``allow_absolute_paths: true``
+    (a shared spec cannot make a sweep write elsewhere on the machine)."""
     if not isinstance(uri, str) or not uri:
         raise _err("tracking.uri", f"must be a string, got {uri!r}")
+    local = uri[len("sqlite:///"):] if uri.startswith("sqlite:///") else uri[len("file://"):] if uri.startswith("file://") \
+        else None if "://" in uri else uri
+    if local is not None and not allow_absolute:
+        norm = os.path.normpath(local)
+        if os.path.isabs(norm) or norm == ".." or norm.startswith(".." + os.sep):
+            raise _err("tracking.uri", f"{uri!r} points outside the working directory; use a relative path below it "
+                       "or set allow_absolute_paths: true")
     schemes = ("http://", "https://", "sqlite:///", "postgresql://", "postgresql+psycopg://", "file://", "databricks")
     if "://" in uri and not uri.startswith(schemes):
         raise _err("tracking.uri", f"unsupported scheme in {uri!r} (use http(s)://, sqlite:///, postgresql:// or a path)")

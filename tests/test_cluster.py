@@ -146,6 +146,17 @@ def test_harness_state_dir_too_long_for_ray_sockets():
     assert proc.returncode == 2 and "too long" in proc.stderr and not os.path.exists(state)
 
 
+def test_harness_status_and_second_up(cluster):
+    status = harness("status", "--state-dir", cluster["state_dir"], timeout=60)
+    assert status.returncode == 0, status.stderr
+    info = json.loads(status.stdout)
+    assert info["running"] and [n["alive"] for n in info["nodes"]] == [True, True]
+    assert info["mlflow"]["healthy"] and info["postgres"]["ready"]
+    again = harness("up", "--state-dir", cluster["state_dir"], timeout=60)  # refused; the running cluster is untouched
+    assert again.returncode == 1 and "already running" in again.stderr
+    assert harness("status", "--state-dir", cluster["state_dir"], timeout=60).returncode == 0
+
+
 @pytest.mark.slow
 def test_sweep_runs_on_both_nodes_into_postgres_backed_mlflow(cluster, two_node_sweep, tmp_path):
     import psycopg

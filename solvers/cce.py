@@ -67,6 +67,10 @@ __all__ = [
     "cce_curves",
     "certified_evaluations",
     "joint_average",
+    "CorrelatedPolicy",
+    "load_correlated_policy",
+    "save_correlated_policy",
+    "evaluate_correlated_policy",
 ]
 
 
@@ -332,3 +336,64 @@ def _evaluate_gap(game, joint) -> float:
     V, B = _evaluate(game, lambda h: joint[h])
     s1 = game.initial_state
     return float((B[:, s1] - V[:, s1]).max())
+
+
+# ----------------------------------------------------------------------------- Algorithm 3's policy as a file
+
+
+@dataclass(frozen=True)
+class CorrelatedPolicy:
+    """Algorithm 3's policy in compact form: the trajectory (one (T, H, S, A_i) array per player) and the stage schedule.
+
+    It has the attributes :func:`certified_evaluations` reads from an Algorithm 2 result.
+    """
+
+    trajectory: list
+    stage_lengths: np.ndarray
+
+    @property
+    def iterations(self) -> int:
+        return int(self.stage_lengths.sum())
+
+
+def save_correlated_policy(path, result) -> None:
+    """Write ``trajectory_i`` float64 (T, H, S, A_i) per player and ``stage_lengths`` int64 (tau_bar,)."""
+    np.savez(os.fspath(path), stage_lengths=np.asarray(result.stage_lengths, dtype=np.int64),
+             **{f"trajectory_{i}": np.asarray(p, dtype=np.float64) for i, p in enumerate(result.trajectory)})
+
+
+def load_correlated_policy(path, game: MarkovGame) -> CorrelatedPolicy:
+    """Load and validate a :func:`save_correlated_policy` file against ``game``."""
+    path = os.fspath(path)
+    N, H, S = game.num_players, game.horizon, game.num_states
+    keys = {"stage_lengths", *(f"trajectory_{i}" for i in range(N))}
+    with _open_npz(path, "correlated policy") as data:
+        if set(data.files) != keys:
+            raise GameError(f"{path}: a correlated policy for this {N}-player game holds exactly {sorted(keys)}, "
+                            f"got {sorted(data.files)}")
+        L = _read_array(data, "stage_lengths", path, MAX_DENSE_ENTRIES)
+        traj = [_read_array(data, f"trajectory_{i}", path, MAX_DENSE_ENTRIES) for i in range(N)]
+    if L.ndim != 1 or L.size == 0 or L.dtype.kind not in "iu" or np.any(L < 1):
+        raise GameError(f"{path}: stage_lengths must be a non-empty 1-D array of integers >= 1")
+    T = int(L.sum())
+    out = []
+    for i, (p, a) in enumerate(zip(traj, game.num_actions)):
+        if p.shape != (T, H, S, a):
+            raise GameError(f"{path}: trajectory_{i} must have shape (T, H, S, A_i) = {(T, H, S, a)} "
+                            f"(T = sum of stage_lengths), got {p.shape}")
+        p = _as_float_array(f"trajectory_{i}", p, 4)
+        try:
+            _check_distributions(f"trajectory_{i}", p, 1e-6)
+        except GameError as exc:
+            raise GameError(f"{path}: {exc}") from None
+        out.append(np.ascontiguousarray(p))
+    return CorrelatedPolicy(out, L.astype(np.int64))
+
+
+def evaluate_correlated_policy(game: MarkovGame, policy: CorrelatedPolicy) -> dict:
+    """The exact expected CCE-gap of Algorithm 3's output (module docstring), its values and the mixture bound."""
+    cert = certified_evaluations(game, policy)
+    gains = (cert.best_response_values - cert.values).mean(axis=0)
+    return {"policy": "algorithm3", "cce_gap": float(cert.gaps.mean()), "cce_gap_mixture_bound": float(gains.max()),
+            "values": cert.values.mean(axis=0).tolist(), "best_response_values": cert.best_response_values.mean(axis=0).tolist(),
+            "iterations": policy.iterations, "num_stages": int(policy.stage_lengths.shape[0])}

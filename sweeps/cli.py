@@ -193,6 +193,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev_pol.add_argument("--policy", help="policy .npz with policy_0 (H,S,A) and policy_1 (H,S,B) (one policy_i per player)")
     ev_pol.add_argument("--joint-policy", metavar="J.npz",
                         help="Markov correlated policy .npz with joint (H,S,A_1,...,A_N): its exact CCE-gap")
+    ev_pol.add_argument("--correlated-policy", metavar="C.npz",
+                        help="Algorithm 3's policy (.npz from solve --algorithm omwu-cce --correlated-out): its exact "
+                             "expected CCE-gap")
 
     solve = sub.add_parser("solve", help="run one algorithm on one game (default: Algorithm 1)")
     solve.add_argument("--game", required=True, help="game .npz")
@@ -291,7 +294,8 @@ def cmd_evaluate(args) -> dict:
     from solvers.games import load_game, load_policy
     from solvers.nplayer import MarkovGame, load_any_game
 
-    if args.joint_policy or isinstance(game := load_any_game(args.game), MarkovGame) and game.kind == "general_sum":
+    if args.joint_policy or args.correlated_policy or \
+            isinstance(game := load_any_game(args.game), MarkovGame) and game.kind == "general_sum":
         from .cli_general_sum import evaluate  # CCE-gaps (Section 5)
 
         return evaluate(args)

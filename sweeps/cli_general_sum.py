@@ -90,9 +90,7 @@ def _run_summary(run) -> dict:
 
 
 def solve(args) -> dict:
-    import numpy as np
-
-    from solvers.cce import joint_average, save_joint_policy
+    from solvers.cce import joint_average, save_correlated_policy, save_joint_policy
     from solvers.cce_meta import solve_with_bound
     from solvers.nplayer import load_policies
     from tracking.curves import write_curves
@@ -107,8 +105,7 @@ def solve(args) -> dict:
     if args.policy_out:  # the joint average (1/T) sum_t prod_i pi^t_i, a Markov correlated policy
         save_joint_policy(args.policy_out, joint_average(res))
     if getattr(args, "correlated_out", None):
-        np.savez(args.correlated_out, stage_lengths=res.stage_lengths,
-                 **{f"trajectory_{i}": p for i, p in enumerate(res.trajectory)})
+        save_correlated_policy(args.correlated_out, res)
     return {
         "algorithm": "omwu-cce",
         **_run_summary(run),
@@ -152,12 +149,20 @@ def meta(args) -> dict:
 
 
 def evaluate(args) -> dict:
-    """``metasweep evaluate`` with ``--joint-policy`` (any game), or ``--policy`` on a general-sum game:
-    exact values, best-deviation values and CCE-gap (:func:`solvers.cce.evaluate_joint_policy`), labelled."""
-    from solvers.cce import evaluate_joint_policy, load_joint_policy, product_joint
+    """``metasweep evaluate`` with ``--joint-policy`` or ``--correlated-policy`` (any game), or ``--policy`` on a
+    general-sum game: exact values, best-deviation values and CCE-gap (:mod:`solvers.cce`), labelled."""
+    from solvers.cce import (
+        evaluate_correlated_policy,
+        evaluate_joint_policy,
+        load_correlated_policy,
+        load_joint_policy,
+        product_joint,
+    )
     from solvers.nplayer import load_policies
 
     game = _load_game(args.game)
+    if getattr(args, "correlated_policy", None):
+        return evaluate_correlated_policy(game, load_correlated_policy(args.correlated_policy, game))
     if args.joint_policy:
         return evaluate_joint_policy(game, load_joint_policy(args.joint_policy, game), "markov_joint").as_dict()
     return evaluate_joint_policy(game, product_joint(load_policies(args.policy, game)), "product").as_dict()

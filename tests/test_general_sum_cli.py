@@ -49,6 +49,12 @@ def test_make_solve_evaluate_meta(games_dir, capsys, tmp_path):
     assert ev["policy"] == "markov_joint" and ev["cce_gap"] == pytest.approx(out["final_gap_joint_average"], abs=1e-12)
     with np.load(tmp_path / "cor.npz") as z:
         assert z["trajectory_1"].shape == (120, 2, 2, 3) and z["stage_lengths"].sum() == 120
+    # Algorithm 3's policy from its compact file evaluates to the run's final (expected) CCE-gap
+    code, ev, err = run(["evaluate", "--game", g0, "--correlated-policy", tmp_path / "cor.npz"], capsys)
+    assert code == 0, err
+    assert ev["policy"] == "algorithm3" and ev["cce_gap"] == pytest.approx(out["final_gap"], abs=1e-12)
+    assert ev["cce_gap_mixture_bound"] == pytest.approx(out["final_gap_mixture_bound"], abs=1e-12)
+    assert ev["values"] == pytest.approx(out["values"], abs=1e-12)
     # a product policy on a general-sum game: labelled "product"
     from solvers.nplayer import save_policies, uniform_policies
 
@@ -76,7 +82,7 @@ def test_zero_sum_file_is_lifted(capsys, tmp_path):
 
 
 @pytest.mark.parametrize("argv,needle", [
-    (["evaluate", "--game", "{g}"], "one of the arguments --policy --joint-policy is required"),
+    (["evaluate", "--game", "{g}"], "one of the arguments --policy --joint-policy --correlated-policy is required"),
     (["evaluate", "--game", "{g}", "--joint-policy", "{bad}"], "joint must have shape"),
     (["game", "make", "--family", "markov-shapley", "-K", "1", "--sigma", "0", "-H", "2", "--seed", "0",
       "--players", "3", "--out", "{tmp}/x"], "markov-shapley is fixed"),
@@ -84,10 +90,15 @@ def test_zero_sum_file_is_lifted(capsys, tmp_path):
       "--players", "3", "--actions", "2", "2", "--out", "{tmp}/x"], "--actions takes one number"),
     (["solve", "--algorithm", "omwu-cce", "--game", "{g}", "-T", "5", "--curve", "{tmp}/c.parquet", "--init", "{bad}"],
      "unexpected keys"),
+    (["evaluate", "--game", "{g}", "--correlated-policy", "{badc}"], "T = sum of stage_lengths"),
+    (["evaluate", "--game", "{g}", "--correlated-policy", "{bad}"], "holds exactly"),
 ])
 def test_bad_input_one_line_exit_2(argv, needle, games_dir, capsys, tmp_path):
     np.savez(tmp_path / "bad.npz", joint=np.full((2, 2, 2, 2), 0.0625))
-    fmt = {"g": games_dir / "g" / "game_000.npz", "bad": tmp_path / "bad.npz", "tmp": tmp_path}
+    np.savez(tmp_path / "badc.npz", stage_lengths=np.array([2, 3]), trajectory_0=np.full((4, 2, 2, 2), 0.5),
+             trajectory_1=np.full((4, 2, 2, 3), 1 / 3), trajectory_2=np.full((4, 2, 2, 2), 0.5))
+    fmt = {"g": games_dir / "g" / "game_000.npz", "bad": tmp_path / "bad.npz", "badc": tmp_path / "badc.npz",
+           "tmp": tmp_path}
     code = main([a.format(**fmt) for a in argv])
     out, err = capsys.readouterr()
     assert code == 2 and out == ""

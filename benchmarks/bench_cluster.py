@@ -15,6 +15,7 @@ Options:
                 nodes of C/2 each.
 ``--spec FILE`` the shipped spec whose configuration is measured (default sweeps/specs/paper-fig2.yaml:
                 K = 10, H = 10, T = 1000, metric_history_points 200, resources.cpus 1).
+``--history-points P``  override the spec's ``tracking.metric_history_points`` (points per step metric).
 ``--out FILE``  also write every figure as JSON.
 ``--quick``     20 trials, 1 rep (a smoke run of the benchmark itself, ~1.5 min).
 
@@ -218,7 +219,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _spec_text(path: str, n: int, experiment: str) -> str:
+def _spec_text(path: str, n: int, experiment: str, history_points: int | None = None) -> str:
     import yaml
 
     with open(path) as fh:
@@ -232,6 +233,8 @@ def _spec_text(path: str, n: int, experiment: str) -> str:
     spec["search_space"] = space
     spec["experiment"] = experiment
     spec.pop("stopper", None)
+    if history_points is not None:
+        spec.setdefault("tracking", {})["metric_history_points"] = history_points
     return yaml.safe_dump(spec, sort_keys=False)
 
 
@@ -303,7 +306,7 @@ def analyse(run: dict, client, experiment: str, n: int) -> dict:
 def report(res: dict) -> None:
     _log()
     _log(f"{res['trials']} trials of {os.path.relpath(res['spec'], ROOT)} per sweep, {res['reps']} reps per topology, "
-         f"{res['cpus']} CPUs each; commit {res['commit'][:10]}{' (dirty)' if res['dirty'] else ''}")
+         f"{res['cpus']} CPUs each, metric_history_points {res['history_points'] or 'of the spec'}; commit {res['commit'][:10]}{' (dirty)' if res['dirty'] else ''}")
     _log(f"{'topology':<22}{'wall s':>9}{'fit s':>9}{'trials/s':>10}{'compute ms':>12}{'log ms':>9}"
          f"{'worker ms':>11}{'driver ms':>11}{'drv fit ms':>11}{'mlflow ms':>11}{'pg ms':>8}{'raysys ms':>11}{'other':>8}")
     for key, name in (("one", f"1 node x {res['cpus']} CPU"), ("two", f"2 nodes x {res['cpus'] // 2} CPU")):
@@ -337,6 +340,7 @@ def main(argv=None) -> int:
     ap.add_argument("--reps", type=int, default=3, help="sweeps per topology (default 3)")
     ap.add_argument("--cpus", type=int, default=2, help="total CPUs of each topology, even (default 2)")
     ap.add_argument("--spec", default=os.path.join(ROOT, "sweeps", "specs", "paper-fig2.yaml"), help="shipped spec")
+    ap.add_argument("--history-points", type=int, help="override the spec's tracking.metric_history_points")
     ap.add_argument("--out", help="write the results as JSON")
     ap.add_argument("--quick", action="store_true", help="20 trials, 1 rep")
     args = ap.parse_args(argv)
@@ -372,7 +376,7 @@ def main(argv=None) -> int:
             for key in order:
                 label = f"{key}{rep}"
                 exp = f"bench-cluster-{tag}-{label}"
-                run = run_sweep(label, topologies[key], _spec_text(args.spec, args.trials, exp), args.trials, tracking, workdir)
+                run = run_sweep(label, topologies[key], _spec_text(args.spec, args.trials, exp, args.history_points), args.trials, tracking, workdir)
                 run = analyse(run, client, exp, args.trials) | {"topology": key}
                 results.append(run)
                 _log(f"  {label}: wall {run['wall_s']:.1f} s, fit {run['fit_s']:.1f} s, {run['trials_per_s_fit']:.2f} trials/s, "
@@ -388,7 +392,7 @@ def main(argv=None) -> int:
     med = {k: _median_of([r for r in results if r["topology"] == k]) for k in ("one", "two")}
     ratios = {k: med["two"][k] / med["one"][k] for k in ("trials_per_s_fit", "wall_s", "trial_compute_median_s", "tracking_median_s")}
     ratios["ray_system_cpu"] = med["two"]["cpu_per_trial_ms"]["ray_system"] / med["one"]["cpu_per_trial_ms"]["ray_system"]
-    res = {"trials": args.trials, "reps": args.reps, "cpus": args.cpus, "spec": os.path.abspath(args.spec),
+    res = {"history_points": args.history_points, "trials": args.trials, "reps": args.reps, "cpus": args.cpus, "spec": os.path.abspath(args.spec),
            "commit": git("rev-parse", "HEAD") or "unknown", "dirty": dirty("sweeps") or dirty("tracking") or dirty("cluster"),
            "cpu_model": cpu_model(), "machine_cpus": os.cpu_count(), "python": platform.python_version(),
            "started": started, "sweeps": results, "medians": med, "ratios": ratios}

@@ -246,6 +246,20 @@ def build_parser() -> argparse.ArgumentParser:
     fig2.add_argument("--seeds", type=_nonneg_int, nargs="+", default=[0, 1, 2, 3, 4], help="family seeds (default 0 1 2 3 4)")
     fig2.add_argument("--alpha", type=_alpha, help="alpha of Eq. 5 (default 1/sqrt(K))")
     fig2.add_argument("--smoke-test", action="store_true", help="K=3, T=100, 2 seeds: runs in seconds")
+
+    report = sub.add_parser("report", help="validation report of sweeps: figures, rate fits, every run against its bound")
+    report.add_argument("sweeps", nargs="+", metavar="SWEEP", help="sweep id(s) (runs/sweeps/SWEEP_ID) or folder(s)")
+    report.add_argument("--out", help="output directory (default runs/reports/FIRST_SWEEP_ID)")
+    report.add_argument("--source", choices=("auto", "mlflow", "outbox"), default="auto",
+                        help="read runs from MLflow, the sweep's outbox, or MLflow plus unsynced outbox entries (default auto)")
+    report.add_argument("--tracking-uri", help="read MLflow here instead of the sweep's recorded tracking URI")
+    report.add_argument("--tail", type=_fraction, default=0.5, help="fraction of the log-iteration range fitted (default 0.5)")
+    report.add_argument("--confidence", type=_fraction, default=0.95, help="confidence level of the intervals (default 0.95)")
+    report.add_argument("--max-settings", type=_positive_int, default=12,
+                        help="convergence figures per algorithm, and settings per rate figure (default 12)")
+    report.add_argument("--no-log", action="store_true", help="do not log the report to the sweeps' parent runs")
+    report.add_argument("--fail-on-defect", action="store_true",
+                        help="exit status 1 when a run exceeds its bound under the theorem's conditions")
     return parser
 
 
@@ -435,13 +449,41 @@ def cmd_ui(args) -> dict:
     os.execve(mlflow_bin, cmd, env)
 
 
+def _fraction(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got '{text}'") from None
+    if not 0.0 < v <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {v}")
+    return v
+
+
+def cmd_report(args) -> dict:
+    from tracking.report import build_report
+    from tracking.report_data import load_sweep
+
+    from .service import load_state
+
+    if args.confidence >= 1.0:
+        raise UsageError("--confidence must be below 1")
+    states = [load_state(s) for s in args.sweeps]  # an unknown sweep stops here
+    out = args.out or os.path.join("runs", "reports", states[0]["sweep_id"])
+    data = [load_sweep(st, args.source, args.tracking_uri) for st in states]
+    summary = build_report(data, out, tail=args.tail, confidence=args.confidence, max_settings=args.max_settings,
+                           log_to_parent=not args.no_log)
+    for line in summary["defect_runs"]:
+        log.error("DEFECT: gap above its bound under the theorem's conditions: %s", line)
+    return summary, (1 if args.fail_on_defect and summary["defects"] else 0)
+
+
 def cmd_fig2(args) -> dict:
     from .paper_fig2 import run_fig2
 
     return run_fig2(args)
 
 
-COMMANDS = {"nash": cmd_nash, "evaluate": cmd_evaluate, "solve": cmd_solve, "meta": cmd_meta, "fig2": cmd_fig2,
+COMMANDS = {"nash": cmd_nash, "evaluate": cmd_evaluate, "solve": cmd_solve, "meta": cmd_meta, "fig2": cmd_fig2, "report": cmd_report,
             "run": cmd_run, "resume": cmd_resume, "sync": cmd_sync, "status": cmd_status, "ui": cmd_ui}
 
 

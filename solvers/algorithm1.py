@@ -327,8 +327,8 @@ class Algorithm1Result:
         NE-gap, V^{mu_bar^t, nu_bar^t}_1(s_1) and the two best-response values of the running average.
     stage_lengths : int64 (tau_bar,)
         Lengths of the stages used (the last possibly truncated).
-    mu_dagger, nu_dagger : float64 (tau_bar, H, S, A), (tau_bar, H, S, B)
-        Best fixed policies in hindsight per (tau, h, s).
+    mu_dagger, nu_dagger : float64 (tau_bar, H, S, A), (tau_bar, H, S, B), or None
+        Best fixed policies in hindsight per (tau, h, s) (None when ``store_hindsight=False``).
     kernel_seconds : float
         Wall time of the compiled kernel call (includes compilation on the first call in a process).
     """
@@ -382,6 +382,7 @@ def solve(
     tie_rtol: float = 1e-9,
     eval_every: int | None = None,
     eval_log_points: int | None = None,
+    store_hindsight: bool = True,
 ) -> Algorithm1Result:
     """Run Algorithm 1 on ``game`` (module docstring gives the update rules and readings).
 
@@ -402,6 +403,14 @@ def solve(
         Relative tolerance of tie detection (relative to max_a |G(a)|).
     eval_every, eval_log_points : int, optional
         Evaluation schedule (default: every iteration); see :func:`solvers.schedule.eval_iterations`.
+    store_hindsight : bool
+        Keep the best fixed policies in hindsight per stage (``mu_dagger``, ``nu_dagger``; needed by
+        meta-learning and the Theorem 1 KL bound). They take (tau_bar, H, S, A + B) floats; on large
+        sparse games ``False`` saves that memory and the result holds None.
+
+    Sparse games (``game.is_sparse``) run the parallel kernel of :mod:`solvers.sparse` (the same
+    iterates in closed form; curves equal the dense kernel's to rounding); its memory is the game,
+    the outputs and O(H S (A + B) + H S A B) work arrays.
     """
     T = _check_iterations(iterations)
     eta = _check_eta(eta)
@@ -412,28 +421,35 @@ def solve(
     H, S, A, B = game.shape
     L = stage_lengths(H, T)
     n_stages = L.shape[0]
-    log_mu0 = _expand_init(mu_init, n_stages, (H, S, A), "mu_init")
-    log_nu0 = _expand_init(nu_init, n_stages, (H, S, B), "nu_init")
     its = eval_iterations(T, eval_every, eval_log_points)
-    block = int(max(1, min(EVAL_BLOCK, its.shape[0], EVAL_BLOCK_BYTES // (8 * H * S * (A + B) + 8 * S * A * B * 3))))
-
     curve = np.empty((its.shape[0], 3))
     mu_sum = np.empty((H, S, A))
     nu_sum = np.empty((H, S, B))
-    mu_dag = np.empty((n_stages, H, S, A))
-    nu_dag = np.empty((n_stages, H, S, B))
-    t0 = time.perf_counter()
-    with single_threaded_blas():
-        bad = _algorithm1_kernel(
-            game.rewards, game.transitions, game.initial_state, log_mu0, log_nu0, L, eta, bool(stage_reset),
-            tie_break == "first", float(tie_rtol), its, block, curve, mu_sum, nu_sum, mu_dag, nu_dag,
-        )
-    elapsed = time.perf_counter() - t0
+    if game.is_sparse:
+        mu_dag, nu_dag, elapsed, bad = _solve_sparse(
+            game, mu_init, nu_init, L, eta, stage_reset, tie_break, tie_rtol, its, store_hindsight, curve, mu_sum, nu_sum)
+    else:
+        if not store_hindsight:
+            raise ValueError("store_hindsight=False is supported on sparse games only")
+        log_mu0 = _expand_init(mu_init, n_stages, (H, S, A), "mu_init")
+        log_nu0 = _expand_init(nu_init, n_stages, (H, S, B), "nu_init")
+        block = int(max(1, min(EVAL_BLOCK, its.shape[0], EVAL_BLOCK_BYTES // (8 * H * S * (A + B) + 8 * S * A * B * 3))))
+        mu_dag = np.empty((n_stages, H, S, A))
+        nu_dag = np.empty((n_stages, H, S, B))
+        t0 = time.perf_counter()
+        with single_threaded_blas():
+            bad = _algorithm1_kernel(
+                game.rewards, game.transitions, game.initial_state, log_mu0, log_nu0, L, eta, bool(stage_reset),
+                tie_break == "first", float(tie_rtol), its, block, curve, mu_sum, nu_sum, mu_dag, nu_dag,
+            )
+        elapsed = time.perf_counter() - t0
     if bad:
         raise Diverged(f"Algorithm 1 produced a non-finite value at iteration {bad} (eta={eta})", int(bad))
+    mu_sum /= T  # the output average, in place (no copy of an (H, S, A) array)
+    nu_sum /= T
     return Algorithm1Result(
-        mu_bar=mu_sum / T,
-        nu_bar=nu_sum / T,
+        mu_bar=mu_sum,
+        nu_bar=nu_sum,
         iterations=its,
         gap=curve[:, 1] - curve[:, 2],
         value=curve[:, 0].copy(),
@@ -446,6 +462,55 @@ def solve(
         stage_reset=bool(stage_reset),
         kernel_seconds=elapsed,
     )
+
+
+def _init_views(init, n_stages: int, shape: tuple, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """Initial policies per stage for the sparse kernel as (log, linear) arrays (n_stages, H*S, d).
+
+    Uniform (None) and per-game (H, S, d) inputs become broadcast views (no (n_stages, H, S, d)
+    array is materialised); the linear policy is normalised (p / sum p) like the dense kernel's
+    log-softmax of the input.
+    """
+    H, S, d = shape
+    if init is None:
+        log_p, p = np.full(d, -np.log(d)), np.full(d, 1.0 / d)
+        return (np.broadcast_to(log_p, (n_stages, H * S, d)), np.broadcast_to(p, (n_stages, H * S, d)))
+    p = np.asarray(init, dtype=np.float64)
+    if p.shape not in (shape, (n_stages,) + shape):
+        raise ValueError(f"{name} must have shape {shape} or {(n_stages,) + shape}, got {p.shape}")
+    if not np.all(np.isfinite(p)) or np.any(p < 0) or np.any(np.abs(p.sum(-1) - 1.0) > 1e-6):
+        raise ValueError(f"{name} must hold probability distributions over the last axis")
+    p = p / p.sum(-1, keepdims=True)
+    with np.errstate(divide="ignore"):
+        log_p = np.log(p)
+    if p.shape == shape:
+        return (np.broadcast_to(log_p.reshape(H * S, d), (n_stages, H * S, d)),
+                np.broadcast_to(p.reshape(H * S, d), (n_stages, H * S, d)))
+    return log_p.reshape(n_stages, H * S, d), p.reshape(n_stages, H * S, d)
+
+
+def _solve_sparse(game, mu_init, nu_init, L, eta, stage_reset, tie_break, tie_rtol, its, store_hindsight, curve,
+                  mu_sum, nu_sum):
+    """Algorithm 1 on a sparse game (solvers.sparse); returns (mu_dag, nu_dag, seconds, bad)."""
+    from .sparse import N_CHUNKS, algorithm1_sparse_kernel
+
+    H, S, A, B = game.shape
+    n_stages = L.shape[0]
+    log_mu0, mu0 = _init_views(mu_init, n_stages, (H, S, A), "mu_init")
+    log_nu0, nu0 = _init_views(nu_init, n_stages, (H, S, B), "nu_init")
+    rows = n_stages if store_hindsight else 1
+    mu_dag = np.empty((rows, H * S if store_hindsight else 0, A))
+    nu_dag = np.empty((rows, H * S if store_hindsight else 0, B))
+    t0 = time.perf_counter()
+    bad = algorithm1_sparse_kernel(
+        game.rewards, game.transition_next, game.transition_prob, game.initial_state, log_mu0, log_nu0, mu0, nu0,
+        L, eta, bool(stage_reset), tie_break == "first", float(tie_rtol), its, bool(store_hindsight), curve,
+        mu_sum, nu_sum, mu_dag, nu_dag, N_CHUNKS,
+    )
+    elapsed = time.perf_counter() - t0
+    if not store_hindsight:
+        return None, None, elapsed, bad
+    return mu_dag.reshape(n_stages, H, S, A), nu_dag.reshape(n_stages, H, S, B), elapsed, bad
 
 
 def _check_iterations(T) -> int:

@@ -115,6 +115,10 @@ def evaluate_policy(game: ZeroSumGame, mu, nu) -> PolicyEvaluation:
     """
     mu, nu = validate_policy(mu, nu, game)
     H, S, A, B = game.shape
+    if game.is_sparse:  # parallel gather kernel, one pass over the sparse transitions per step h
+        from .sparse import evaluate_sparse
+
+        return PolicyEvaluation(*(float(x) for x in evaluate_sparse(game, mu, nu)))
     out = np.empty((1, 3))
     with single_threaded_blas():
         _evaluate_block(
@@ -184,14 +188,17 @@ def nash_equilibrium(game: ZeroSumGame) -> NashSolution:
     """Nash value and a Markov equilibrium by backward induction with one LP per (h, s).
 
     Q*_h(s, a, b) = r_h(s, a, b) + [P_h V*_{h+1}](s, a, b), V*_h(s) = max_x min_y x^T Q*_h(s) y.
-    Costs H * S pairs of LPs of size A x B: meant for small and moderate games.
+    Costs H * S pairs of LPs of size A x B: meant for small and moderate games (dense or sparse).
     """
     H, S, A, B = game.shape
+    if game.is_sparse:
+        from .sparse import expected_next_value
     V = np.zeros((H + 1, S))
     mu = np.empty((H, S, A))
     nu = np.empty((H, S, B))
     for h in range(H - 1, -1, -1):
-        Q = game.rewards[h] + game.transitions[h] @ V[h + 1]
+        pv = expected_next_value(game, h, V[h + 1]) if game.is_sparse else game.transitions[h] @ V[h + 1]
+        Q = game.rewards[h] + pv
         for s in range(S):
             V[h, s], mu[h, s], nu[h, s] = solve_matrix_game(Q[s])
     return NashSolution(float(V[0, game.initial_state]), V, mu, nu)

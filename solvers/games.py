@@ -14,6 +14,21 @@ key                dtype / shape              meaning
 ``initial_state``  int scalar                 s_1 in [0, S)
 =================  =========================  ==================================================
 
+Sparse games (large state spaces) store the transition kernel with a fixed maximum number ``k`` of
+successors per (h, s, a, b) instead of ``transitions`` (a file holds one form or the other):
+
+===================  =========================  ================================================
+key                  dtype / shape              meaning
+===================  =========================  ================================================
+``transition_next``  int32 (H, S, A, B, k)      successor states s'_j, every entry in [0, S)
+``transition_prob``  float64 (H, S, A, B, k)    P_h(s'_j | s, a, b) >= 0, rows sum to 1
+===================  =========================  ================================================
+
+Rows with fewer than ``k`` successors are padded with probability 0 (the padding's index must still
+lie in [0, S); by convention it repeats a real successor). Repeated successors in a row add up.
+Validation is the dense one (finite, non-negative, rows sum to 1 within ``PROB_ATOL``, indices in
+range), done in one parallel pass without temporaries (:mod:`solvers.sparse`).
+
 Policies are ``.npz`` files with ``policy_0`` float64 (H, S, A) for the max-player and
 ``policy_1`` float64 (H, S, B) for the min-player, each row a distribution.
 """
@@ -40,6 +55,8 @@ __all__ = [
 PROB_ATOL = 1e-8
 #: Refuse to allocate games beyond this many float64 entries in the dense transition tensor.
 MAX_DENSE_ENTRIES = 400_000_000
+#: Refuse to allocate sparse transition arrays beyond this many entries (12 bytes each: about 12 GB).
+MAX_SPARSE_ENTRIES = 1_000_000_000
 
 
 class GameError(ValueError):
@@ -80,30 +97,48 @@ def _check_distributions(name: str, arr: np.ndarray, atol: float) -> None:
 
 @dataclass(frozen=True)
 class ZeroSumGame:
-    """A two-player zero-sum finite-horizon Markov game.
+    """A two-player zero-sum finite-horizon Markov game, with dense or sparse transitions.
 
     Parameters
     ----------
     rewards : float64 (H, S, A, B)
         Max-player rewards r_h(s, a, b); the min-player gets -r. Perturbed games may leave [0, 1].
-    transitions : float64 (H, S, A, B, S)
-        P_h(s' | s, a, b).
+    transitions : float64 (H, S, A, B, S), optional
+        P_h(s' | s, a, b) (dense form). Give either this or the sparse pair.
     initial_state : int
         The fixed initial state s_1.
+    transition_next : int32 (H, S, A, B, k), optional
+        Sparse form: successor states (any integer dtype is converted to int32).
+    transition_prob : float64 (H, S, A, B, k), optional
+        Sparse form: their probabilities, rows summing to 1, padding with probability 0.
+
+    A game owns read-only arrays. Writeable inputs are copied; read-only, C-contiguous inputs of
+    the stored dtype (float64, int32 for ``transition_next``) are shared without a copy, which is
+    how generators and the loader hand over large arrays.
     """
 
     rewards: np.ndarray
-    transitions: np.ndarray
+    transitions: np.ndarray | None = None
     initial_state: int = 0
+    transition_next: np.ndarray | None = None
+    transition_prob: np.ndarray | None = None
 
     def __post_init__(self):
         r = _as_float_array("rewards", self.rewards, 4)
         H, S, A, B = r.shape
-        p = np.asarray(self.transitions)
-        if p.ndim != 5 or p.shape != (H, S, A, B, S):
-            raise GameError(f"transitions must have shape (H, S, A, B, S) = {(H, S, A, B, S)} to match rewards, got {p.shape}")
-        p = _as_float_array("transitions", p, 5)
-        _check_distributions("transitions", p, PROB_ATOL)
+        sparse = self.transition_next is not None or self.transition_prob is not None
+        if sparse:
+            if self.transitions is not None:
+                raise GameError("give either dense transitions or the sparse transition_next/transition_prob, not both")
+            nxt, p = _sparse_transitions(self.transition_next, self.transition_prob, (H, S, A, B))
+        else:
+            if self.transitions is None:
+                raise GameError("a game needs transitions (H, S, A, B, S) or the sparse pair transition_next, transition_prob")
+            p = np.asarray(self.transitions)
+            if p.ndim != 5 or p.shape != (H, S, A, B, S):
+                raise GameError(f"transitions must have shape (H, S, A, B, S) = {(H, S, A, B, S)} to match rewards, got {p.shape}")
+            p = _as_float_array("transitions", p, 5)
+            _check_distributions("transitions", p, PROB_ATOL)
         s1 = self.initial_state
         if isinstance(s1, np.ndarray):
             if s1.ndim != 0:
@@ -116,8 +151,13 @@ class ZeroSumGame:
         r.flags.writeable = False
         p.flags.writeable = False
         object.__setattr__(self, "rewards", r)
-        object.__setattr__(self, "transitions", p)
         object.__setattr__(self, "initial_state", int(s1))
+        if sparse:
+            nxt.flags.writeable = False
+            object.__setattr__(self, "transition_next", nxt)
+            object.__setattr__(self, "transition_prob", p)
+        else:
+            object.__setattr__(self, "transitions", p)
 
     @property
     def horizon(self) -> int:
@@ -137,8 +177,78 @@ class ZeroSumGame:
         """(H, S, A, B)."""
         return self.rewards.shape
 
+    @property
+    def is_sparse(self) -> bool:
+        """Whether the transitions are stored in the sparse form (transition_next, transition_prob)."""
+        return self.transition_next is not None
+
+    @property
+    def num_successors(self) -> int:
+        """k of the sparse form (S for a dense game)."""
+        return self.transition_next.shape[-1] if self.is_sparse else self.num_states
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by the game's arrays (rewards and transitions)."""
+        if self.is_sparse:
+            return self.rewards.nbytes + self.transition_next.nbytes + self.transition_prob.nbytes
+        return self.rewards.nbytes + self.transitions.nbytes
+
     def with_rewards(self, rewards: np.ndarray) -> "ZeroSumGame":
+        """The same transitions (shared, not copied) with other rewards."""
+        if self.is_sparse:
+            return ZeroSumGame(rewards, None, self.initial_state, self.transition_next, self.transition_prob)
         return ZeroSumGame(rewards, self.transitions, self.initial_state)
+
+    def to_sparse(self) -> "ZeroSumGame":
+        """The same game in the sparse form, k = the largest number of successors of any row (small games)."""
+        if self.is_sparse:
+            return self
+        P = self.transitions
+        k = max(1, int((P > 0).sum(axis=-1).max()))
+        order = np.argsort(P <= 0, axis=-1, kind="stable")[..., :k]  # successors first, in index order
+        prob = np.take_along_axis(P, order, axis=-1)
+        nxt = np.where(prob > 0, order, order[..., :1]).astype(np.int32)  # padding repeats the first successor
+        return ZeroSumGame(self.rewards, None, self.initial_state, nxt, np.where(prob > 0, prob, 0.0))
+
+    def to_dense(self) -> "ZeroSumGame":
+        """The same game with dense (H, S, A, B, S) transitions (small games)."""
+        if not self.is_sparse:
+            return self
+        H, S, A, B = self.shape
+        if H * S * A * B * S > MAX_DENSE_ENTRIES:
+            raise GameError(f"dense transitions would have {H * S * A * B * S:.3g} entries, above {MAX_DENSE_ENTRIES:.3g}")
+        P = np.zeros((H, S, A, B, S))
+        np.add.at(P.reshape(-1, S), (np.arange(H * S * A * B)[:, None], self.transition_next.reshape(H * S * A * B, -1)),
+                  self.transition_prob.reshape(H * S * A * B, -1))
+        return ZeroSumGame(self.rewards, P, self.initial_state)
+
+
+def _sparse_transitions(nxt, prob, shape: tuple) -> tuple[np.ndarray, np.ndarray]:
+    """Validate the sparse pair against (H, S, A, B); return read-only int32 / float64 arrays (shared if possible)."""
+    if nxt is None or prob is None:
+        raise GameError("sparse transitions need both transition_next and transition_prob")
+    H, S, A, B = shape
+    nxt_arr = np.asarray(nxt)
+    if nxt_arr.dtype == object or not np.issubdtype(nxt_arr.dtype, np.integer):
+        raise GameError(f"transition_next must be an integer array, got dtype {nxt_arr.dtype}")
+    if nxt_arr.ndim != 5 or nxt_arr.shape[:4] != (H, S, A, B) or nxt_arr.shape[4] < 1:
+        raise GameError(f"transition_next must have shape (H, S, A, B, k) = {(H, S, A, B)} + (k,) with k >= 1, got {nxt_arr.shape}")
+    p = np.asarray(prob)
+    if p.shape != nxt_arr.shape:
+        raise GameError(f"transition_prob must have the shape of transition_next {nxt_arr.shape}, got {p.shape}")
+    if nxt_arr.dtype != np.int32:
+        if nxt_arr.size and (nxt_arr.min() < 0 or nxt_arr.max() >= S):
+            bad = np.argwhere((nxt_arr < 0) | (nxt_arr >= S))[0]
+            raise GameError(f"transition_next has a state index outside [0, {S}) at index {tuple(int(i) for i in bad)}: {nxt_arr[tuple(bad)]}")
+        nxt_arr = np.array(nxt_arr, dtype=np.int32, order="C", copy=True)
+    elif not (nxt_arr.flags.c_contiguous and not nxt_arr.flags.writeable):
+        nxt_arr = np.array(nxt_arr, order="C", copy=True)
+    p = _as_float_array("transition_prob", p, 5)
+    from .sparse import check_sparse_transitions  # Numba: imported only for sparse games
+
+    check_sparse_transitions(nxt_arr, p, S, PROB_ATOL)
+    return nxt_arr, p
 
 
 # ----------------------------------------------------------------------------- file I/O
@@ -194,22 +304,35 @@ def load_game(path) -> ZeroSumGame:
         if kind != "zero_sum":
             raise GameError(f"{path}: kind '{kind}' is not supported here (expected 'zero_sum')")
         rewards = _read_array(data, "rewards", path, MAX_DENSE_ENTRIES)
-        transitions = _read_array(data, "transitions", path, MAX_DENSE_ENTRIES)
+        sparse = "transitions" not in data.files and {"transition_next", "transition_prob"} & set(data.files)
+        if sparse:
+            nxt = _read_array(data, "transition_next", path, MAX_SPARSE_ENTRIES)
+            prob = _read_array(data, "transition_prob", path, MAX_SPARSE_ENTRIES)
+        else:
+            transitions = _read_array(data, "transitions", path, MAX_DENSE_ENTRIES)
         s1 = _read_array(data, "initial_state", path, 1)
     try:
+        if sparse:  # freshly read arrays are handed over without a copy (read-only, so the game shares them)
+            for arr in (rewards, nxt, prob):
+                arr.flags.writeable = False
+            return ZeroSumGame(rewards, None, s1, nxt, prob)
         return ZeroSumGame(rewards, transitions, s1)
     except GameError as exc:
         raise GameError(f"{path}: {exc}") from None
 
 
 def save_game(path, game: ZeroSumGame) -> None:
-    """Write ``game`` as a ``.npz`` (format in the module docstring)."""
+    """Write ``game`` as a ``.npz`` (format in the module docstring; sparse games in the sparse form)."""
+    if game.is_sparse:
+        arrays = {"transition_next": game.transition_next, "transition_prob": game.transition_prob}
+    else:
+        arrays = {"transitions": game.transitions}
     np.savez(
         os.fspath(path),
         kind=np.array("zero_sum"),
         rewards=game.rewards,
-        transitions=game.transitions,
         initial_state=np.array(game.initial_state, dtype=np.int64),
+        **arrays,
     )
 
 

@@ -33,6 +33,12 @@ GAME_MAKERS["random-general-sum"] = "sweeps.cli_general_sum"  # Section 5
 GAME_MAKERS["markov-shapley"] = "sweeps.cli_general_sum"  # Section 5
 for _family in ("paper-potential", "random-identical", "random-potential", "lq-tracking"):  # Section 4, F.2-F.3
     GAME_MAKERS[_family] = "sweeps.cli_potential"
+for _family in ("random-sparse", "poker-standin"):  # large sparse zero-sum games (issue 9)
+    GAME_MAKERS[_family] = "sweeps.cli_sparse"
+GAME_MAKERS["openspiel"] = "sweeps.cli_openspiel"  # an imported OpenSpiel game with perturbed rewards
+#: ``game`` subcommands besides ``make``: name -> "module:function"; the module defines
+#: ``add_game_command(game_subparsers)`` (adds the subparser), the function handles it (``args -> dict``).
+GAME_COMMANDS: dict[str, str] = {"import-openspiel": "sweeps.cli_openspiel:cmd_import"}
 ZERO_SUM_FAMILIES = ("paper-zero-sum", "random-zero-sum")
 
 
@@ -182,6 +188,8 @@ def build_parser() -> argparse.ArgumentParser:
     make.add_argument("--overwrite", action="store_true", help="replace existing game files in DIR")
     for module in dict.fromkeys(GAME_MAKERS.values()):
         importlib.import_module(module).add_options(make)
+    for target in GAME_COMMANDS.values():
+        importlib.import_module(target.split(":")[0]).add_game_command(game_sub)
 
     nash = sub.add_parser("nash", help="Nash value (and an equilibrium) by backward induction with one LP per (h, s)")
     nash.add_argument("--game", required=True, help="game .npz")
@@ -500,6 +508,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.verbose:
             logging.getLogger().setLevel(logging.DEBUG)
         handler = cmd_game_make if args.command == "game" else COMMANDS[args.command]
+        if args.command == "game" and args.game_command in GAME_COMMANDS:
+            module, func = GAME_COMMANDS[args.game_command].split(":")
+            handler = getattr(importlib.import_module(module), func)
         result = handler(args)
         summary, code = result if isinstance(result, tuple) else (result, 0)
         emit(summary)

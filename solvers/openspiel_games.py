@@ -65,6 +65,7 @@ __all__ = [
     "OpenSpielImportError",
     "ImportedGame",
     "import_openspiel",
+    "check_load_string",
     "pad_horizon",
     "perturb_imported",
     "openspiel_family",
@@ -182,6 +183,15 @@ def _check_type(pyspiel, load_string: str, game) -> None:
     n = game.num_players()
     if not 2 <= n <= MAX_PLAYERS:
         raise OpenSpielImportError(f"{load_string}: {n} players; a Markov game here has 2 to {MAX_PLAYERS}")
+
+
+def check_load_string(load_string: str):
+    """Load ``load_string`` and check its game type (the refusals of :func:`import_openspiel` that need no tree
+    walk); return the loaded ``pyspiel.Game``. Cheap: used to validate sweep specs before anything starts."""
+    pyspiel = _pyspiel()
+    load_string, g = _load(pyspiel, load_string)
+    _check_type(pyspiel, load_string, g)
+    return g
 
 
 class _Walker:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import importlib
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 __all__ = ["Param", "Family", "Algorithm", "ALGORITHMS", "FAMILIES", "register_algorithm", "register_family",
@@ -210,3 +210,29 @@ register_algorithm(Algorithm(
     "sweeps.trial_potential:run_trial",
     "independent projected Q-ascent, Eq. (7) (Markov potential games), warm-start meta-learning of Theorem 3",
 ))
+
+
+# ----------------------------------------------------------------------------- OpenSpiel games (the OpenSpiel bridge)
+
+
+def _openspiel_loadable(v) -> bool:
+    """A load string open_spiel loads as a perfect-information game the bridge can import (no tree walk)."""
+    if not isinstance(v, str) or not v.strip() or len(v) > 4000:
+        return False
+    from solvers.games import GameError
+    from solvers.openspiel_games import check_load_string
+
+    try:
+        check_load_string(v)
+    except GameError:
+        return False
+    return True
+
+
+register_family(Family("openspiel", {
+    "game": Param("str", _openspiel_loadable, "an OpenSpiel load string of a perfect-information game that open_spiel "
+                  "loads (the openspiel extra: pip install -e '.[openspiel]')", required=True),
+    "max_states": Param("int", lambda v: is_int(v) and v >= 2, "an integer >= 2", default=10_000),
+    "max_histories": Param("int", lambda v: is_int(v) and v >= 2, "an integer >= 2", default=2_000_000),
+}, "an imported OpenSpiel game (solvers.openspiel_games; H >= its horizon, padded with absorbing steps) with perturbed rewards"))
+register_algorithm(replace(ALGORITHMS["optimistic-mwu"], families=(*ALGORITHMS["optimistic-mwu"].families, "openspiel")))

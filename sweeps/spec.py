@@ -227,6 +227,9 @@ def _parse(raw) -> SweepSpec:
     if family == "paper-zero-sum" and ("states" in game or "actions" in game):
         raise _err("game", "states and actions are fixed by the paper-zero-sum family (S=2, A=B=2)")
     _check_keys(game, ("family", *fam.game_keys), "game")
+    missing = [k for k, p in fam.game_keys.items() if p.required and k not in game]
+    if missing:
+        raise _err(f"game.{missing[0]}", f"is required by family {family}")
     for key, p in fam.game_keys.items():
         if key in game and not p.check(game[key]):
             raise _err(f"game.{key}", f"must be {p.requirement}, got {game[key]!r}")

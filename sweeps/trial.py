@@ -91,7 +91,10 @@ def run_trial(config: dict, settings: TrialSettings) -> TrialOutput:
     t0 = time.perf_counter()
     K, H, T, eta = int(config["K"]), int(config["H"]), int(config["T"]), float(config["eta"])
     alpha = default_alpha(K) if config.get("alpha") is None else float(config["alpha"])
-    games = game_family(settings.family, K, float(config["sigma"]), H, int(config["seed"]), settings.states, settings.actions)
+    if settings.family == "openspiel":  # an imported OpenSpiel game (solvers.openspiel_games)
+        games = _openspiel_games(config, settings)
+    else:
+        games = game_family(settings.family, K, float(config["sigma"]), H, int(config["seed"]), settings.states, settings.actions)
     options = _options(config, settings)
     runs: dict[str, list[GameRun]] = {}
     pending, num_tasks = [], 0
@@ -121,6 +124,19 @@ def run_trial(config: dict, settings: TrialSettings) -> TrialOutput:
     out.scalars["time/trial_s"] = time.perf_counter() - t0
     out.num_tasks = num_tasks
     return out
+
+
+def _openspiel_games(config: dict, settings: TrialSettings) -> list:
+    """K perturbed copies of the spec's OpenSpiel game, padded to H (:func:`solvers.openspiel_games.openspiel_family`)."""
+    from solvers.games import GameError, ZeroSumGame
+    from solvers.openspiel_games import openspiel_family
+
+    opts = settings.game
+    games = openspiel_family(opts["game"], int(config["K"]), float(config["sigma"]), int(config["H"]), int(config["seed"]),
+                             max_states=opts["max_states"], max_histories=opts["max_histories"])
+    if not isinstance(games[0], ZeroSumGame):
+        raise GameError(f"{opts['game']}: algorithm {settings.algorithm} needs a two-player zero-sum game")
+    return games
 
 
 def summarize(runs: dict[str, list[GameRun]], config: dict, settings: TrialSettings, alpha: float) -> TrialOutput:

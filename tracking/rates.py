@@ -155,27 +155,40 @@ class LinearFit:
     confidence: float
 
 
-def fit_linear(x, y, confidence: float = 0.95) -> LinearFit | None:
-    """OLS of y on x (finite pairs only); None with fewer than 3 pairs or no spread in x."""
+def fit_linear(x, y, confidence: float = 0.95, groups=None) -> LinearFit | None:
+    """OLS of y on x (finite pairs only); None with fewer than 3 pairs or no spread in x.
+
+    ``groups`` (one label per pair): a fixed-effects fit, i.e. one common slope with an intercept per
+    group (x and y centred within each group; the degrees of freedom lose one per group), so that a
+    confounder constant within each group (H, eta, T, ...) does not enter the slope. ``rho`` is then
+    Spearman's correlation of the centred values and ``intercept`` the mean of y - slope x.
+    """
     x = np.asarray(x, dtype=float)
     y = np.asarray(y, dtype=float)
     ok = np.isfinite(x) & np.isfinite(y)
     x, y = x[ok], y[ok]
-    if x.size < 3:
+    g = np.zeros(x.size, dtype=np.int64) if groups is None else np.unique(np.asarray(groups, dtype=object)[ok].astype(str),
+                                                                       return_inverse=True)[1]
+    n_groups = int(g.max()) + 1 if g.size else 0
+    if x.size - n_groups < 2:
         return None
-    xm = x.mean()
-    sxx = float(np.sum((x - xm) ** 2))
+    xc, yc = x.copy(), y.copy()
+    for j in range(n_groups):
+        sel = g == j
+        xc[sel] -= x[sel].mean()
+        yc[sel] -= y[sel].mean()
+    sxx = float(np.sum(xc**2))
     if sxx <= 0:
         return None
-    slope = float(np.sum((x - xm) * (y - y.mean())) / sxx)
-    intercept = float(y.mean() - slope * xm)
-    resid = y - intercept - slope * x
-    dof = x.size - 2
+    slope = float(np.sum(xc * yc) / sxx)
+    intercept = float(np.mean(y - slope * x))
+    resid = yc - slope * xc
+    dof = x.size - n_groups - 1
     se = math.sqrt(float(np.sum(resid**2)) / dof / sxx) if dof > 0 else float("inf")
     half = _t_quantile(confidence, dof) * se if dof > 0 else float("inf")
     from scipy.stats import spearmanr
 
-    rho = float(spearmanr(x, y).statistic) if np.ptp(y) > 0 else float("nan")
+    rho = float(spearmanr(xc, yc).statistic) if np.ptp(yc) > 0 else float("nan")
     return LinearFit(slope, slope - half, slope + half, intercept, rho, int(x.size), confidence)
 
 

@@ -291,8 +291,14 @@ def summarize_rates(rows: list[dict]) -> list[dict]:
 # ----------------------------------------------------------------------------- meta vs individual against Delta/K
 
 
+#: Params that move Delta/K within a group of the similarity fit (everything else is held fixed per group).
+SIMILARITY_FREE = ("seed", "sigma")
+
+
 def analyse_similarity(runs: list[RunRecord], confidence: float = 0.95) -> tuple[list[dict], dict]:
-    """Per meta theorem: OLS of the meta/individual gap ratio on Delta/K over all runs of the algorithm."""
+    """Per meta theorem: the meta/individual gap ratio against Delta/K, over the runs inside the theorem's
+    conditions (all runs if none is): a fixed-effects OLS (:func:`tracking.rates.fit_linear`) with one
+    group per setting of the params other than seed and sigma, so that H, eta, T, K... do not confound it."""
     rows, points = [], {}
     runs = _ok_runs(runs)
     for th in THEORIES:
@@ -302,16 +308,19 @@ def analyse_similarity(runs: list[RunRecord], confidence: float = 0.95) -> tuple
         if not mine:
             continue
         key_m, key_i = f"{th.final_key}/meta", f"{th.final_key}/individual"
-        x, y, missing = [], [], 0
-        for r in mine:
+        inside = [r for r in mine if r.metrics.get(th.conditions_key) == 1.0]
+        scope = "runs inside the conditions" if inside else "all runs (none inside the conditions)"
+        x, y, groups, missing = [], [], [], 0
+        for r in inside or mine:
             d, gm, gi, K = r.metrics.get(th.similarity), r.metrics.get(key_m), r.metrics.get(key_i), r.param("K")
             if d is None or gm is None or gi is None or not gi or not isinstance(K, (int, float)):
                 missing += 1
                 continue
             x.append(d / K)
             y.append(gm / gi)
+            groups.append(str(setting_of(r, SIMILARITY_FREE)))
         points[th.theorem] = (np.array(x), np.array(y))
-        fit = fit_linear(x, y, confidence)
+        fit = fit_linear(x, y, confidence, groups=groups)
         if fit is None:
             verdict = "not enough runs with a finite Delta and both methods"
         elif fit.ci_low > 0:
@@ -320,7 +329,8 @@ def analyse_similarity(runs: list[RunRecord], confidence: float = 0.95) -> tuple
             verdict = "CONTRARY: the ratio falls as Delta/K grows"
         else:
             verdict = "not resolved (slope CI contains 0)"
-        rows.append({"theorem": th.theorem, "algorithm": th.algorithm, "x": f"{th.similarity} / K",
+        rows.append({"theorem": th.theorem, "algorithm": th.algorithm, "scope": scope, "groups": len(set(groups)),
+                     "x": f"{th.similarity} / K",
                      "y": f"{key_m} / {key_i}", "runs": len(x), "missing": missing,
                      "slope": fit.slope if fit else float("nan"), "ci_low": fit.ci_low if fit else float("nan"),
                      "ci_high": fit.ci_high if fit else float("nan"), "spearman_rho": fit.rho if fit else float("nan"),

@@ -1,6 +1,7 @@
 """``algorithm: maml`` in the sweep service: the trial function (in-process) and one 2-trial sweep on a
 real local Ray tracked in a real MLflow server (the session fixture ``mlflow_server``)."""
 
+import os
 import uuid
 
 import numpy as np
@@ -12,7 +13,7 @@ from sweeps.registry import ALGORITHMS
 from sweeps.spec import SpecError, load_spec
 from sweeps.trial import TrialSettings
 from sweeps.trial_maml import CONFIG_KEYS, run_trial
-from tests.test_sweep import metasweep, runs_of, summary_json
+from tests.test_sweep import REPO, metasweep, runs_of, summary_json
 
 
 def _settings(methods=("individual", "meta"), eval_every=2):
@@ -110,3 +111,9 @@ def test_maml_sweep_end_to_end(mlflow_server, tmp_path):
         curves = pq.read_table(path).to_pandas()
         assert {"method", "game", "iteration", "gap", "gap_avg", "potential", "grad_norm"} <= set(curves.columns)
         assert len(curves) == 2 * 2 * 3  # methods x held-out games x evaluated outer iterations
+
+
+def test_shipped_spec_is_valid():
+    spec = load_spec(os.path.join(REPO, "sweeps", "specs", "maml-potential.yaml"))
+    assert (spec.algorithm, spec.family, spec.num_trials) == ("maml", "paper-potential", 12)
+    assert spec.game_options["gamma"] == 0.9

@@ -145,23 +145,36 @@ def _expect(h, V, rows, dense_p, local_p, xmap, factored, buf1, buf2, out):
             buf1[b * S + t] = V[b, t]
     cur, nxt = buf1, buf2
     pre = rows
+    Mt = np.empty((L, LA))  # Mt[k, x] = p_{h,i}(k | s_i, a_i), x = s_i A + a_i
     for i in range(N):
+        for k in range(L):
+            for x in range(LA):
+                Mt[k, x] = local_p[i, h, x // A, x % A, k]
         post = 1
         for _ in range(N - 1 - i):
             post *= L
-        for p in range(pre):
-            for x in range(LA):
-                si = x // A
-                ai = x % A
-                base_out = (p * LA + x) * post
-                for q in range(post):
-                    nxt[base_out + q] = 0.0
+        if post == 1:  # the largest mode product: one (LA x L) mat-vec per prefix
+            for p in range(pre):
+                cb = p * L
+                ob = p * LA
+                for x in range(LA):
+                    acc = 0.0
+                    for k in range(L):
+                        acc += Mt[k, x] * cur[cb + k]
+                    nxt[ob + x] = acc
+        else:
+            for p in range(pre):
+                ob = p * LA * post
+                for z in range(LA * post):
+                    nxt[ob + z] = 0.0
                 for k in range(L):
-                    m = local_p[i, h, si, ai, k]
-                    if m != 0.0:
-                        base_in = (p * L + k) * post
-                        for q in range(post):
-                            nxt[base_out + q] += m * cur[base_in + q]
+                    cb = (p * L + k) * post
+                    for x in range(LA):
+                        m = Mt[k, x]
+                        if m != 0.0:
+                            o = ob + x * post
+                            for q in range(post):
+                                nxt[o + q] += m * cur[cb + q]
         pre *= LA
         cur, nxt = nxt, cur
     X = pre // rows

@@ -114,8 +114,9 @@ def _q_ascent(rewards, rows, N, pol, adec, sdec, actions, dense_p, local_p, xmap
     brs = np.zeros(N)
     e = 0
     for t in range(T + 1):
-        _values_and_qbar(rewards, rows, N, pol, adec, sdec, dense_p, local_p, xmap, factored, gamma, discounted, V, Qbar,
-                         t < T, E, buf1, buf2, w_minus, Ppi, qloc)
+        # the potential row (b = N) is needed only at evaluated iterations
+        _values_and_qbar(rewards, rows if eval_mask[t] else N, N, pol, adec, sdec, dense_p, local_p, xmap, factored, gamma,
+                         discounted, V, Qbar, t < T, E, buf1, buf2, w_minus, Ppi, qloc)
         if eval_mask[t]:
             for b in range(rows):
                 acc = 0.0

@@ -74,11 +74,15 @@ def _expect(h, v, dense_p, local_p, xmap, factored, buf1, buf2, out):
     for t in range(S):
         buf1[t] = v[t]
     cur, nxt = buf1, buf2
-    pre = 1
-    for i in range(N):  # axis i: s_i' (size L) -> x_i = s_i A + a_i (size L A)
+    # axis i: s_i' (size L) -> x_i = s_i A + a_i (size L A), last player first: axes < i still have
+    # size L, axes > i already L A, so the largest (last) step has the longest contiguous inner loop
+    for i in range(N - 1, -1, -1):
+        pre = 1
+        for _ in range(i):
+            pre *= L
         post = 1
         for _ in range(N - 1 - i):
-            post *= L
+            post *= LA
         for p in range(pre):
             for x in range(LA):
                 si, ai = x // A, x % A
@@ -91,7 +95,6 @@ def _expect(h, v, dense_p, local_p, xmap, factored, buf1, buf2, out):
                         base_in = (p * L + k) * post
                         for q in range(post):
                             nxt[base_out + q] += m * cur[base_in + q]
-        pre *= LA
         cur, nxt = nxt, cur
     for s in range(S):
         for j in range(J):

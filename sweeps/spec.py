@@ -117,8 +117,9 @@ class SweepSpec:
         return {name: p.to_tune() for name, p in self.params.items()}
 
     def smoke(self) -> "SweepSpec":
-        """A seconds-sized version (``--smoke-test``): K <= 3, T <= 100, H <= 3, grids cut to 2 points, 1 sample."""
-        caps = {"K": 3, "T": 100, "H": 3}
+        """A seconds-sized version (``--smoke-test``): K <= 3, T <= 100, H <= 3 (MAML: outer_iterations <= 3, held_out
+        <= 2), grids cut to 2 points, 1 sample."""
+        caps = {"K": 3, "T": 100, "H": 3, "outer_iterations": 3, "held_out": 2}
         params = {}
         for name, p in self.params.items():
             vals = p.values

@@ -6,7 +6,7 @@ machine, from separate processes; used by ``tests/test_cluster.py``, ``benchmark
 and ``make cluster-up`` / ``make cluster-down``::
 
     python cluster/harness.py up     [--state-dir DIR] [--workers N] [--head-cpus C] [--worker-cpus C]
-                                     [--object-store-mb M] [--no-tracking] [--timeout S]
+                                     [--object-store-mb M] [--no-tracking] [--ray-auth disabled|token] [--timeout S]
     python cluster/harness.py status [--state-dir DIR]
     python cluster/harness.py down   [--state-dir DIR] [--timeout S]
 
@@ -23,6 +23,10 @@ Options (every command):
 ``--worker-cpus C``  logical CPUs of each worker node (default 1).
 ``--object-store-mb M``  object store per node, MiB (default 200; Ray's minimum is 75).
 ``--no-tracking``    Ray only: no PostgreSQL and no MLflow server.
+``--ray-auth MODE``  ``disabled`` (default) or ``token``: Ray's token authentication, with a random
+                     token generated once in ``DIR/ray_auth_token`` (mode 600) and passed to every
+                     Ray process as ``RAY_AUTH_TOKEN_PATH`` (the set-up of docker-compose.yml, on
+                     loopback). A driver needs the ``env`` that ``up`` prints.
 ``--timeout S``      ``up``: seconds to wait for each component (default 120); ``down``: seconds
                      between SIGTERM and SIGKILL of each Ray node (default 5).
 
@@ -33,12 +37,12 @@ MLflow server on it (``cluster/mlflow_server.py``: one worker, ``--serve-artifac
 start --address=HEAD --block``), each Ray node in its own session (process group) and with every
 port it opens chosen free beforehand (GCS, dashboard, client server, node manager, object
 manager, dashboard agent, metrics, runtime-env agent), all on 127.0.0.1, no dashboard UI.
-Every Ray process gets ``RAY_AUTH_MODE=disabled`` (``../shared/design/STACK.md``: an explicit mode
-in every process that starts or joins a cluster; only loopback is reachable). It prints one JSON
-line: ``{"address": "127.0.0.1:P", "tracking_uri": "http://127.0.0.1:M", "nodes": [...], ...}``;
+Every Ray process gets an explicit ``RAY_AUTH_MODE`` (``../shared/design/STACK.md``: an explicit mode
+in every process that starts or joins a cluster), ``disabled`` unless ``--ray-auth token``. It prints one JSON
+line: ``{"address": "127.0.0.1:P", "tracking_uri": "http://127.0.0.1:M", "env": {...}, "nodes": [...], ...}``;
 each node's entry has its Ray ``node_id`` (``up`` waits until the GCS lists it alive); then
 ``metasweep run SPEC --address 127.0.0.1:P --tracking-uri http://127.0.0.1:M`` (with
-``RAY_AUTH_MODE=disabled`` in its environment) runs a sweep on it. If any component fails, what was
+``env`` in its environment: ``RAY_AUTH_MODE=disabled`` by default) runs a sweep on it. If any component fails, what was
 already started is stopped again; exit 1 with one line ``harness: error: ...``.
 
 ``down`` stops the Ray worker nodes, then the head (SIGTERM to each node's process group, SIGKILL
@@ -212,14 +216,14 @@ def ray_bin() -> str:
 # ----------------------------------------------------------------------------- Ray nodes
 
 
-def gcs_nodes(address: str, timeout: float = 10.0) -> dict:
+def gcs_nodes(address: str, env: dict, timeout: float = 10.0) -> dict:
     """Alive nodes registered in the GCS at ``address``: {node manager port: node id (hex)}.
 
     Uses Ray's GCS client (``ray._raylet.GcsClient``, internal but stable since Ray 2.7; ≈ 0.5 s,
     no driver, no session): it tells which node ``up`` just started, by the node manager port the
     harness chose for it.
     """
-    os.environ.update(RAY_ENV)  # an explicit auth mode before Ray is imported (STACK.md)
+    os.environ.update(env)  # an explicit auth mode (and token) before Ray is imported (STACK.md)
     from ray._raylet import GcsClient
 
     out = {}
@@ -230,7 +234,7 @@ def gcs_nodes(address: str, timeout: float = 10.0) -> dict:
 
 
 def _start_node(p: dict, role: str, index: int, cpus: int, object_store_mb: int, head_port: int | None,
-                timeout: float) -> dict:
+                timeout: float, ray_env: dict) -> dict:
     """Start one ``ray start --block`` node in its own session; wait until it reports it is running."""
     node_manager, object_manager, agent, metrics, runtime_env = _free_ports(5)
     cmd = [ray_bin(), "start", "--block", "--disable-usage-stats", f"--node-ip-address={HOST}", f"--num-cpus={cpus}",
@@ -251,7 +255,7 @@ def _start_node(p: dict, role: str, index: int, cpus: int, object_store_mb: int,
         gcs = client = None
         cmd += [f"--address={HOST}:{head_port}"]
         log_path = os.path.join(p["dir"], f"ray-worker-{index}.log")
-    env = dict(os.environ, **RAY_ENV)
+    env = dict(os.environ, **ray_env)
     env.pop("RAY_ADDRESS", None)
     with open(log_path, "ab") as log:
         start_offset = log.tell()
@@ -273,7 +277,7 @@ def _start_node(p: dict, role: str, index: int, cpus: int, object_store_mb: int,
             started = b"Ray runtime started" in fh.read()
         if started and (gcs is None or _port_open(gcs)):
             try:
-                node_id = gcs_nodes(f"{HOST}:{gcs or head_port}").get(node_manager)
+                node_id = gcs_nodes(f"{HOST}:{gcs or head_port}", ray_env).get(node_manager)
             except Exception:  # the GCS is not answering yet
                 node_id = None
             if node_id:
@@ -291,7 +295,8 @@ def _start_node(p: dict, role: str, index: int, cpus: int, object_store_mb: int,
 def _paths(state_dir: str) -> dict:
     d = os.path.abspath(state_dir)
     return {"dir": d, "info": os.path.join(d, INFO_FILE), "ray_tmp": os.path.join(d, "ray"),
-            "postgres": os.path.join(d, "postgres"), "mlflow": os.path.join(d, "mlflow")}
+            "postgres": os.path.join(d, "postgres"), "mlflow": os.path.join(d, "mlflow"),
+            "token": os.path.join(d, "ray_auth_token")}
 
 
 def _read_info(p: dict) -> dict | None:
@@ -341,8 +346,27 @@ def check_args(state_dir: str, workers: int, head_cpus: int, worker_cpus: int, o
     return p
 
 
+def ray_env(p: dict, auth: str) -> dict:
+    """Environment of the cluster's Ray processes and of any driver that joins it (``up`` prints it)."""
+    env = dict(RAY_ENV)
+    if auth == "token":
+        env |= {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": p["token"]}
+    return env
+
+
+def _write_token(path: str) -> None:
+    """A random token, mode 600, kept across ``up``s of the same state folder."""
+    if os.path.isfile(path):
+        return
+    import secrets
+
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(secrets.token_hex(32) + "\n")
+
+
 def up(state_dir: str, workers: int = 1, head_cpus: int = 1, worker_cpus: int = 1, object_store_mb: int = 200,
-       tracking: bool = True, timeout: float = 120.0) -> dict:
+       tracking: bool = True, timeout: float = 120.0, auth: str = "disabled") -> dict:
     p = check_args(state_dir, workers, head_cpus, worker_cpus, object_store_mb, timeout, tracking)
     old = _read_info(p)
     if old is not None and any(_node_alive(n) for n in old.get("nodes", [])):
@@ -350,7 +374,7 @@ def up(state_dir: str, workers: int = 1, head_cpus: int = 1, worker_cpus: int = 
     os.makedirs(p["dir"], exist_ok=True)
     os.chmod(p["dir"], 0o755)  # PostgreSQL runs as its own user and must reach DIR/postgres
     info = {"state_dir": p["dir"], "address": None, "tracking_uri": None, "nodes": [], "postgres": None,
-            "mlflow": None, "env": dict(RAY_ENV), "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+            "mlflow": None, "env": ray_env(p, auth), "auth": auth, "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     t0 = time.monotonic()
     try:
         if tracking:
@@ -375,13 +399,16 @@ def up(state_dir: str, workers: int = 1, head_cpus: int = 1, worker_cpus: int = 
             info["tracking_uri"] = srv["url"]
             _write_info(p, info)
         os.makedirs(p["ray_tmp"], exist_ok=True)
-        head = _start_node(p, "head", 0, head_cpus, object_store_mb, None, timeout)
+        if auth == "token":
+            _write_token(p["token"])
+        head = _start_node(p, "head", 0, head_cpus, object_store_mb, None, timeout, info["env"])
         info["nodes"].append(head)
         info["address"] = f"{HOST}:{head['gcs_port']}"
         info["client_address"] = f"ray://{HOST}:{head['client_port']}" if head["client_port"] else None
         _write_info(p, info)
         for i in range(1, workers + 1):
-            info["nodes"].append(_start_node(p, "worker", i, worker_cpus, object_store_mb, head["gcs_port"], timeout))
+            info["nodes"].append(_start_node(p, "worker", i, worker_cpus, object_store_mb, head["gcs_port"], timeout,
+                                             info["env"]))
             _write_info(p, info)
     except BaseException:
         _down(p, info, 5.0)
@@ -461,6 +488,8 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument("--object-store-mb", type=int, default=200, help="object store per node in MiB (default 200, >= 75)")
     u.add_argument("--no-tracking", dest="tracking", action="store_false", help="Ray only: no PostgreSQL, no MLflow server")
     u.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for each component (default 120)")
+    u.add_argument("--ray-auth", choices=("disabled", "token"), default="disabled",
+                   help="Ray authentication: disabled (default) or token (a random token in STATE_DIR/ray_auth_token)")
     d = sub.add_parser("down", help="stop everything `up` started in STATE_DIR, by PID")
     d.add_argument("--state-dir", default=DEFAULT_STATE)
     d.add_argument("--timeout", type=float, default=5.0, help="seconds between SIGTERM and SIGKILL per Ray node (default 5)")
@@ -480,7 +509,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"harness: error: {exc}", file=sys.stderr)
                 return 2
             out = up(args.state_dir, args.workers, args.head_cpus, args.worker_cpus, args.object_store_mb,
-                     args.tracking, args.timeout)
+                     args.tracking, args.timeout, args.ray_auth)
         elif args.command == "down":
             if not args.timeout > 0:
                 print(f"harness: error: --timeout must be > 0, got {args.timeout}", file=sys.stderr)

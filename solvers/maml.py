@@ -2,7 +2,8 @@
 Hessian-vector products, the T-step meta-gradient of Eq. (47).
 
 Setting. Softmax product policies ``pi_theta(a | s) = prod_i sigma(theta_i(. | s))[a_i]`` over an
-N-player game (:class:`solvers.nplayer.MarkovGame`). The paper states Section 4.2 for the
+N-player game (:class:`solvers.nplayer.MarkovGame`, or :class:`solvers.product_games.ProductMarkovGame`
+whose transitions are applied by per-player mode products). The paper states Section 4.2 for the
 infinite-horizon discounted setting; F.2-style games are finite-horizon. Both are supported:
 
 - discounted (``gamma`` set, H = 1): one stationary parameter ``theta_i`` (S, A_i) per player,
@@ -33,9 +34,11 @@ normalisation. Hessian-vector products ``H u`` are the exact directional derivat
 form along u (forward mode over the reverse-mode gradient, written by hand): tangents
 ``pidot = pi * sum_j (u_j(a_j) - <sigma_j, u_j>)``, ``Vdot`` (one more backward pass, resp. one
 more LU solve), ``ddot`` (one more forward pass, resp. a transposed solve), then the product rule.
-This is the same matrix as Lemma 15's closed form (both are the exact Hessian of Phi), at about
-the cost of one more gradient and O(D) memory; a dense Hessian is formed only by
-:func:`dense_hessian` (tests, tiny games).
+This is the same matrix as Lemma 15's closed form (both are the exact Hessian of Phi; a test
+compares them), at about the cost of one more gradient and a gradient's memory (O(H S J), never
+O(D^2)); a dense Hessian is formed only by :func:`dense_hessian` (tests, tiny games). The passes
+run as Numba kernels (:mod:`solvers.maml_kernels`, default) or as the NumPy reference below
+(``backend="numpy"``).
 
 Meta-gradient (Eq. 46/47). With ``theta^(0) = theta``, ``theta^(t+1) = theta^(t) + alpha grad
 Phi(theta^(t))``::
@@ -64,11 +67,13 @@ from ._blas import single_threaded_blas
 from .nplayer import POTENTIAL_ATOL, MarkovGame, potential_certificate
 
 __all__ = [
+    "BACKENDS",
     "MamlEvaluation",
     "MamlResult",
     "PotentialGame",
     "adapt",
     "dense_hessian",
+    "evaluate_initialisation",
     "hessian_vector_product",
     "meta_gradient",
     "potential",
@@ -86,7 +91,7 @@ MAX_DENSE_HESSIAN = 4000
 BACKENDS = ("numba", "numpy")
 
 
-# ----------------------------------------------------------------------------- the game's potential
+# ----------------------------------------------------------------------------- transition operators (NumPy reference)
 
 
 class _DenseKernel:
@@ -685,8 +690,10 @@ def _run_maml(train_games, test_games, T, alpha, outer_iterations, beta, eval_ev
     _check_run_args(T, alpha, outer_iterations, beta, eval_every)
     train = _check_games(train_games, "train_games")
     test = _check_games(test_games, "test_games")
-    if test[0].phi.shape != train[0].phi.shape or test[0].actions != train[0].actions:
-        raise ValueError("held-out games must have the training games' shape and actions")
+    if (test[0].phi.shape, test[0].actions, test[0].gamma is None) != (train[0].phi.shape, train[0].actions,
+                                                                        train[0].gamma is None):
+        raise ValueError("held-out games must have the training games' shape, actions and setting (finite horizon "
+                         "or discounted)")
     dim = train[0].dim
     theta = np.zeros(dim) if theta0 is None else _check_theta(theta0, train[0], "theta0").copy()
     t0 = time.perf_counter()

@@ -79,6 +79,8 @@ DEFAULT_MAX_STATES = 10_000
 DEFAULT_MAX_HISTORIES = 2_000_000
 #: |r_2 + r_1| allowed in a game OpenSpiel declares zero-sum, relative to max |r|.
 ZERO_SUM_RTOL = 1e-9
+#: |sum of chance probabilities - 1| allowed after one decision.
+CHANCE_ATOL = 1e-9
 
 _ABSORB = -1
 
@@ -263,6 +265,10 @@ class _Walker:
             for prob, diff, sid in outs:
                 reward += prob * diff
                 nxt[sid] = nxt.get(sid, 0.0) + prob
+            total = sum(nxt.values())
+            if abs(total - 1.0) > CHANCE_ATOL:
+                raise OpenSpielImportError(f"{self.load_string}: the chance outcomes after {state.history()} have total "
+                                           f"probability {total:.12g}, not 1")
             table.append((tuple(reward.tolist()), tuple(sorted(nxt.items()))))
         return tuple(table)
 

@@ -492,7 +492,7 @@ def _init_views(init, n_stages: int, shape: tuple, name: str) -> tuple[np.ndarra
 def _solve_sparse(game, mu_init, nu_init, L, eta, stage_reset, tie_break, tie_rtol, its, store_hindsight, curve,
                   mu_sum, nu_sum):
     """Algorithm 1 on a sparse game (solvers.sparse); returns (mu_dag, nu_dag, seconds, bad)."""
-    from .sparse import N_CHUNKS, algorithm1_sparse_kernel
+    from .sparse import N_CHUNKS, algorithm1_sparse_kernel, kernel_threads
 
     H, S, A, B = game.shape
     n_stages = L.shape[0]
@@ -502,11 +502,12 @@ def _solve_sparse(game, mu_init, nu_init, L, eta, stage_reset, tie_break, tie_rt
     mu_dag = np.empty((rows, H * S if store_hindsight else 0, A))
     nu_dag = np.empty((rows, H * S if store_hindsight else 0, B))
     t0 = time.perf_counter()
-    bad = algorithm1_sparse_kernel(
-        game.rewards, game.transition_next, game.transition_prob, game.initial_state, log_mu0, log_nu0, mu0, nu0,
-        L, eta, bool(stage_reset), tie_break == "first", float(tie_rtol), its, bool(store_hindsight), curve,
-        mu_sum, nu_sum, mu_dag, nu_dag, N_CHUNKS,
-    )
+    with kernel_threads(H * S):
+        bad = algorithm1_sparse_kernel(
+            game.rewards, game.transition_next, game.transition_prob, game.initial_state, log_mu0, log_nu0, mu0, nu0,
+            L, eta, bool(stage_reset), tie_break == "first", float(tie_rtol), its, bool(store_hindsight), curve,
+            mu_sum, nu_sum, mu_dag, nu_dag, N_CHUNKS,
+        )
     elapsed = time.perf_counter() - t0
     if not store_hindsight:
         return None, None, elapsed, bad

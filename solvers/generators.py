@@ -7,6 +7,8 @@ which process made it.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .games import GameError, ZeroSumGame
@@ -15,6 +17,8 @@ __all__ = [
     "paper_zero_sum_game",
     "perturb_rewards",
     "random_zero_sum_game",
+    "random_sparse_zero_sum_game",
+    "poker_standin_game",
     "game_family",
     "FAMILIES",
 ]
@@ -57,7 +61,9 @@ def perturb_rewards(game: ZeroSumGame, sigma: float, rng: np.random.Generator) -
     sigma = _check_sigma(sigma)
     H, S, A, B = game.shape
     eps = rng.normal(0.0, 1.0, size=(S, A, B)) * sigma
-    return game.with_rewards(game.rewards + eps[None])
+    rewards = game.rewards + eps[None]
+    rewards.flags.writeable = False  # handed over to the new game without a second copy
+    return game.with_rewards(rewards)
 
 
 def random_zero_sum_game(
@@ -74,7 +80,83 @@ def random_zero_sum_game(
     return ZeroSumGame(rewards, transitions, 0)
 
 
-FAMILIES = ("paper-zero-sum", "random-zero-sum")
+def random_sparse_zero_sum_game(
+    horizon: int, num_states: int, num_actions: tuple[int, int], successors: int, rng: np.random.Generator
+) -> ZeroSumGame:
+    """A large random zero-sum game with sparse transitions, s_1 = 0.
+
+    Rewards i.i.d. U[0, 1]; every P_h(. | s, a, b) puts Dirichlet(1, ..., 1) weights on ``successors``
+    states drawn uniformly with replacement (a repeated successor adds up). Arrays are filled step by
+    step in place, so building the game needs about its own size plus (S, A, B) temporaries: S = 10^6,
+    H = 5, A = B = 2, k = 4 is 1.1 GB.
+    """
+    for name, v in (("horizon", horizon), ("num_states", num_states), ("A", num_actions[0]), ("B", num_actions[1]),
+                    ("successors", successors)):
+        _check_positive_int(name, v)
+    H, S, (A, B), k = horizon, num_states, num_actions, successors
+    if S > np.iinfo(np.int32).max:
+        raise GameError(f"num_states must fit int32 (< 2^31), got {S}")
+    rewards = np.empty((H, S, A, B))
+    nxt = np.empty((H, S, A, B, k), dtype=np.int32)
+    prob = np.empty((H, S, A, B, k))
+    for h in range(H):
+        rng.random(out=rewards[h])
+        nxt[h] = rng.integers(0, S, size=(S, A, B, k), dtype=np.int32)
+        rng.standard_exponential(out=prob[h])  # Dirichlet(1) = normalised i.i.d. Exp(1)
+        prob[h] /= prob[h].sum(axis=-1, keepdims=True)
+    return _owned_sparse_game(rewards, nxt, prob, 0)
+
+
+def poker_standin_game(
+    horizon: int, num_states: int, num_actions: tuple[int, int] = (2, 2), successors: int = 4, pot_levels: int = 8
+) -> ZeroSumGame:
+    """A structured large zero-sum game, a *stand-in* for the paper's Poker river endgame (Appendix F.3).
+
+    This is not the Brains-vs-AI endgame data (not available here in usable form): it is a
+    deterministic betting-ladder game with the same kind of scale and sparsity. A state is
+    (hand bucket c, pot level p), c in [0, S / pot_levels), p in [0, pot_levels), s = c * pot_levels + p,
+    s_1 = (middle bucket, pot 0). The max-player's equity is e(c) = c / (n_buckets - 1). At step h the
+    max-player bets a in {0, ..., A-1}, the min-player raises b in {0, ..., B-1}; the pot rises to
+    p' = min(p + a + b, pot_levels - 1), and a "card" moves the bucket by an offset
+    o in {-(k//2), ..., k - 1 - k//2} with binomial probabilities C(k-1, j) / 2^(k-1) (buckets clipped
+    to the range, so a clipped row repeats a successor). The reward is
+    r_h(s, a, b) = 1/2 + (e(c) - 1/2) (1 + p + a + b) / (pot_levels + A + B) * (h + 1) / H, in [0, 1]:
+    betting pays when the hand is strong, pots grow towards the last round.
+    """
+    for name, v in (("horizon", horizon), ("num_states", num_states), ("A", num_actions[0]), ("B", num_actions[1]),
+                    ("successors", successors), ("pot_levels", pot_levels)):
+        _check_positive_int(name, v)
+    H, S, (A, B), k, P = horizon, num_states, num_actions, successors, pot_levels
+    if S % P or S // P < 2:
+        raise GameError(f"num_states must be a multiple of pot_levels={P} with at least 2 buckets, got {S}")
+    n_buckets = S // P
+    c = np.arange(S) // P
+    p = np.arange(S) % P
+    equity = c / (n_buckets - 1)
+    offsets = np.arange(k) - k // 2
+    weights = np.array([math.comb(k - 1, j) for j in range(k)], dtype=np.float64) / 2.0 ** (k - 1)
+    ab = np.arange(A)[:, None] + np.arange(B)[None, :]  # (A, B)
+    rewards = np.empty((H, S, A, B))
+    nxt = np.empty((H, S, A, B, k), dtype=np.int32)
+    prob = np.empty((H, S, A, B, k))
+    next_bucket = np.clip(c[:, None] + offsets[None, :], 0, n_buckets - 1)  # (S, k)
+    for h in range(H):
+        size = (1.0 + p[:, None, None] + ab[None]) / (P + A + B) * (h + 1) / H
+        rewards[h] = 0.5 + (equity - 0.5)[:, None, None] * size
+        next_pot = np.minimum(p[:, None, None] + ab[None], P - 1)  # (S, A, B)
+        nxt[h] = next_bucket[:, None, None, :] * P + next_pot[..., None]
+        prob[h] = weights
+    return _owned_sparse_game(rewards, nxt, prob, (n_buckets // 2) * P)
+
+
+def _owned_sparse_game(rewards, nxt, prob, s1) -> ZeroSumGame:
+    """Hand freshly built arrays to a game without a copy (read-only arrays are shared, not duplicated)."""
+    for arr in (rewards, nxt, prob):
+        arr.flags.writeable = False
+    return ZeroSumGame(rewards, None, s1, nxt, prob)
+
+
+FAMILIES = ("paper-zero-sum", "random-zero-sum", "random-sparse", "poker-standin")
 
 
 def game_family(
@@ -85,11 +167,16 @@ def game_family(
     seed: int,
     num_states: int = 2,
     num_actions: tuple[int, int] = (2, 2),
+    successors: int = 4,
+    pot_levels: int = 8,
 ) -> list[ZeroSumGame]:
     """K perturbed copies of a base game: the task family of a meta-learning run.
 
     ``paper-zero-sum``: the F.1 base game. ``random-zero-sum``: a random base game drawn from
-    ``seed`` (its own child seed). Game k adds N(0, sigma^2) reward noise drawn from child seed k
+    ``seed`` (its own child seed). ``random-sparse``: a random sparse game with ``successors``
+    successors per row (:func:`random_sparse_zero_sum_game`, drawn from the same child seed);
+    ``poker-standin``: :func:`poker_standin_game` with ``pot_levels`` (not the paper's Poker data). The K games share
+    one transition kernel (sparse games: the same arrays, not copies). Game k adds N(0, sigma^2) reward noise drawn from child seed k
     of ``SeedSequence(seed)``, so the first k games of a family do not depend on ``count``.
     """
     if family not in FAMILIES:
@@ -98,11 +185,15 @@ def game_family(
     _check_sigma(sigma)
     _check_positive_int("horizon", horizon)
     root = np.random.SeedSequence(_check_seed(seed))
+    base_seq = np.random.SeedSequence(root.entropy, spawn_key=(2**31,))  # disjoint from the games' keys
     if family == "paper-zero-sum":
         base = paper_zero_sum_game(horizon)
-    else:
-        base_seq = np.random.SeedSequence(root.entropy, spawn_key=(2**31,))  # disjoint from the games' keys
+    elif family == "random-zero-sum":
         base = random_zero_sum_game(horizon, num_states, num_actions, np.random.default_rng(base_seq))
+    elif family == "random-sparse":
+        base = random_sparse_zero_sum_game(horizon, num_states, num_actions, successors, np.random.default_rng(base_seq))
+    else:
+        base = poker_standin_game(horizon, num_states, num_actions, successors, pot_levels)
     children = root.spawn(count)
     return [perturb_rewards(base, sigma, np.random.default_rng(child)) for child in children]
 

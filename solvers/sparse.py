@@ -21,7 +21,8 @@ and symmetrically mu for nu with -(Q^tau)^T. So one iteration is one softmax per
 (one exp per action, no log, no auxiliary policy array), and the state per player is the current
 policy, D and the running sum for the output average: 3 (H, S, A) arrays instead of 6. The softmax
 subtracts the maximum, so large eta Q never overflows. It equals the dense kernel's recursion in
-exact arithmetic; the curves agree to rounding (tests/test_sparse.py). The best fixed policy in
+exact arithmetic; the curves agree to rounding (tests/test_sparse.py). The running sums of the output
+average take the stage's R = D - pol at the stage end, not an update per iteration. The best fixed policy in
 hindsight uses sum_{t in tau} Q^tau nu^t = Q^tau R_nu^L = Q^tau (D_nu^L - nu^L); the value update
 (line 9) uses W_h(s) = sum_{t in tau} mu^t_h(s)^T Q^tau_h(s) nu^t_h(s) accumulated per iteration.
 Without the stage reset, log mu_hat^0 of the next stage is carried in a ``base`` array:
@@ -30,15 +31,34 @@ base <- base + eta Q^tau (D_nu^L - 2 nu^L) (= log mu_hat^L) + eta Q^{tau+1} nu^L
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import numpy as np
 from numba import njit, prange
 
 from .algorithm1 import _best_in_hindsight
 
-__all__ = ["check_sparse_transitions", "evaluate_sparse", "N_CHUNKS"]
+__all__ = ["check_sparse_transitions", "evaluate_sparse", "kernel_threads", "N_CHUNKS", "PARALLEL_MIN_CELLS"]
 
 #: Cells (or states) are split into this many contiguous chunks per parallel loop.
 N_CHUNKS = 64
+#: Below this many cells H * S the kernels run on one thread: a parallel loop's start and barrier
+#: (tens of microseconds, milliseconds when the machine is oversubscribed) cost more than the work.
+PARALLEL_MIN_CELLS = 50_000
+
+
+@contextmanager
+def kernel_threads(cells: int):
+    """Run the enclosed kernels on Numba's default threads, or on one thread for small games."""
+    import numba
+
+    before = numba.get_num_threads()
+    if cells < PARALLEL_MIN_CELLS:
+        numba.set_num_threads(1)
+    try:
+        yield
+    finally:
+        numba.set_num_threads(before)
 
 
 # ----------------------------------------------------------------------------- validation
@@ -81,7 +101,8 @@ def check_sparse_transitions(nxt: np.ndarray, prob: np.ndarray, num_states: int,
     shape = prob.shape
     k = shape[-1]
     found = np.zeros((N_CHUNKS, 3), dtype=np.int64)
-    _check_rows(nxt.reshape(-1, k), prob.reshape(-1, k), num_states, float(atol), N_CHUNKS, found)
+    with kernel_threads(prob.size // (4 * k)):
+        _check_rows(nxt.reshape(-1, k), prob.reshape(-1, k), num_states, float(atol), N_CHUNKS, found)
     hits = found[found[:, 0] != 0]
     if hits.shape[0] == 0:
         return
@@ -98,13 +119,15 @@ def check_sparse_transitions(nxt: np.ndarray, prob: np.ndarray, num_states: int,
 
 
 @njit(cache=True, parallel=True)
-def _evaluate_sparse(rewards, nxt, prob, s1, mu_sum, nu_sum, scale, v_next, v_cur, colacc, out):
+def _evaluate_sparse(rewards, nxt, prob, s1, mu_sum, nu_sum, d_mu, d_nu, mu, nu, running, scale, v_next, v_cur,
+                     colacc, out):
     """Exact V^{mu,nu}, V^{dag,nu}, V^{mu,dag} at s1 by backward induction; fills ``out`` (3,) in place.
 
-    rewards: float64 (H, S, A, B); nxt int32 / prob float64 (H, S, A, B, k); the policies are
-    mu = scale * mu_sum (H, S, A), nu = scale * nu_sum (H, S, B) (the running average without
-    materialising it). Work arrays: v_next, v_cur float64 (S, 3) (columns value, br_max, br_min,
-    one cache line per gathered successor), colacc float64 (n_chunks, B).
+    rewards: float64 (H, S, A, B); nxt int32 / prob float64 (H, S, A, B, k); cell arrays (H*S, d).
+    The evaluated max-player policy is scale * (mu_sum + d_mu - mu) with ``running`` (the running
+    average mid-stage: earlier stages' sum plus this stage's R = D - pol, never materialised),
+    scale * mu_sum otherwise (d_mu, mu unused); the same for nu. Work arrays: v_next, v_cur float64 (S, 3) (columns value, br_max, br_min,
+    one cache line per gathered successor), colacc float64 (n_chunks, A + 2 B) (per-chunk scratch).
     Per step h: Q_c(s, a, b) = r_h(s, a, b) + sum_j prob_j V_{h+1}(nxt_j)[c]; rules of
     :mod:`solvers.evaluate`. Cost O(H S A B k), one pass over the game.
     """
@@ -114,14 +137,21 @@ def _evaluate_sparse(rewards, nxt, prob, s1, mu_sum, nu_sum, scale, v_next, v_cu
     v_next[:, :] = 0.0
     for h in range(H - 1, -1, -1):
         for c in prange(n_chunks):
-            acc = colacc[c]
+            acc = colacc[c, :B]
+            pma = colacc[c, B:B + A]
+            pnb = colacc[c, B + A:]
             for s in range(c * S // n_chunks, (c + 1) * S // n_chunks):
+                cell = h * S + s
+                for a in range(A):
+                    pma[a] = scale * (mu_sum[cell, a] + d_mu[cell, a] - mu[cell, a]) if running else scale * mu_sum[cell, a]
+                for b in range(B):
+                    pnb[b] = scale * (nu_sum[cell, b] + d_nu[cell, b] - nu[cell, b]) if running else scale * nu_sum[cell, b]
                 val = 0.0
                 brmax = -np.inf
                 for b in range(B):
                     acc[b] = 0.0
                 for a in range(A):
-                    pa = scale * mu_sum[h, s, a]
+                    pa = pma[a]
                     inner_val = 0.0
                     inner_max = 0.0
                     for b in range(B):
@@ -134,7 +164,7 @@ def _evaluate_sparse(rewards, nxt, prob, s1, mu_sum, nu_sum, scale, v_next, v_cu
                             q0 += p * v_next[sp, 0]
                             q1 += p * v_next[sp, 1]
                             q2 += p * v_next[sp, 2]
-                        pb = scale * nu_sum[h, s, b]
+                        pb = pnb[b]
                         inner_val += pb * q0
                         inner_max += pb * q1
                         acc[b] += pa * q2
@@ -158,8 +188,10 @@ def evaluate_sparse(game, mu: np.ndarray, nu: np.ndarray) -> np.ndarray:
     """(value, br_max, br_min) at s_1 of validated policies mu (H, S, A), nu (H, S, B) on a sparse game."""
     H, S, A, B = game.shape
     out = np.empty(3)
-    _evaluate_sparse(game.rewards, game.transition_next, game.transition_prob, game.initial_state, mu, nu, 1.0,
-                     np.empty((S, 3)), np.empty((S, 3)), np.empty((min(N_CHUNKS, S), B)), out)
+    m2, n2 = mu.reshape(H * S, A), nu.reshape(H * S, B)
+    with kernel_threads(H * S):
+        _evaluate_sparse(game.rewards, game.transition_next, game.transition_prob, game.initial_state, m2, n2, m2, n2, m2, n2,
+                         False, 1.0, np.empty((S, 3)), np.empty((S, 3)), np.empty((min(N_CHUNKS, S), A + 2 * B)), out)
     return out
 
 
@@ -173,31 +205,35 @@ def expected_next_value(game, h: int, v_next: np.ndarray) -> np.ndarray:
 
 @njit(cache=True)
 def _softmax(x, out, n):
-    """out[:n] <- softmax(x[:n]) (maximum subtracted: no overflow); one exp per entry."""
-    m = -np.inf
-    for i in range(n):
+    """out[:n] <- softmax(x[:n]), the maximum subtracted (no overflow); n - 1 exps (the maximum's is 1)."""
+    m = x[0]
+    im = 0
+    for i in range(1, n):
         if x[i] > m:
             m = x[i]
-    z = 0.0
+            im = i
+    z = 1.0
     for i in range(n):
-        e = np.exp(x[i] - m)
-        out[i] = e
-        z += e
+        if i != im:
+            e = np.exp(x[i] - m)
+            out[i] = e
+            z += e
+    out[im] = 1.0
     inv = 1.0 / z
     for i in range(n):
         out[i] *= inv
 
 
 @njit(cache=True, parallel=True)
-def _iterate(Q, log_mu0, log_nu0, mu0, nu0, base_mu, base_nu, reset, eta, mu, nu, d_mu, d_nu, mu_sum, nu_sum, W,
-             scratch, bad):
+def _iterate(Q, log_mu0, log_nu0, mu0, nu0, base_mu, base_nu, reset, eta, mu, nu, d_mu, d_nu, W, scratch, bad):
     """One iteration of Algorithm 1 on every cell (module docstring); arrays updated in place.
 
-    Cell arrays are flattened over (h, s): Q (C, A, B), mu / d_mu / mu_sum (C, A), nu / d_nu /
-    nu_sum (C, B), W (C,). With ``reset`` the stage's log mu_hat^0 and nu^0 are log_mu0 / nu0 of
-    the stage (C, A) / (C, B) (broadcast views allowed); otherwise base_mu / base_nu hold
-    log mu_hat^0 + eta Q nu^0. scratch: float64 (n_chunks, 2 (A + B)); bad: int64 (n_chunks,),
-    set to 1 where a non-finite value appeared.
+    Cell arrays are flattened over (h, s): Q (C, A, B), mu / d_mu (C, A), nu / d_nu (C, B), W (C,).
+    With ``reset`` the stage's log mu_hat^0 and nu^0 are log_mu0 / nu0 of the stage (C, A) / (C, B)
+    (broadcast views allowed); otherwise base_mu / base_nu hold log mu_hat^0 + eta Q nu^0.
+    scratch: float64 (n_chunks, 2 (A + B)); bad: int64 (n_chunks,), set to 1 where a non-finite
+    value appeared. The running sums for the output average are not touched: the stage's sum is
+    R = D - pol, added at the stage end (this saves a read and a write of 2 (A + B) floats per cell).
     """
     C, A, B = Q.shape
     n_chunks = scratch.shape[0]
@@ -207,26 +243,27 @@ def _iterate(Q, log_mu0, log_nu0, mu0, nu0, base_mu, base_nu, reset, eta, mu, nu
         pa = scratch[c, A + B:2 * A + B]
         pb = scratch[c, 2 * A + B:]
         for cell in range(c * C // n_chunks, (c + 1) * C // n_chunks):
-            q = Q[cell]
-            for a in range(A):
-                acc = 0.0
-                if reset:
+            if reset:
+                for a in range(A):
+                    acc = 0.0
                     for b in range(B):
-                        acc += q[a, b] * (d_nu[cell, b] + nu0[cell, b])
+                        acc += Q[cell, a, b] * (d_nu[cell, b] + nu0[cell, b])
                     xa[a] = log_mu0[cell, a] + eta * acc
-                else:
-                    for b in range(B):
-                        acc += q[a, b] * d_nu[cell, b]
-                    xa[a] = base_mu[cell, a] + eta * acc
-            for b in range(B):
-                acc = 0.0
-                if reset:
+                for b in range(B):
+                    acc = 0.0
                     for a in range(A):
-                        acc += q[a, b] * (d_mu[cell, a] + mu0[cell, a])
+                        acc += Q[cell, a, b] * (d_mu[cell, a] + mu0[cell, a])
                     xb[b] = log_nu0[cell, b] - eta * acc
-                else:
+            else:
+                for a in range(A):
+                    acc = 0.0
+                    for b in range(B):
+                        acc += Q[cell, a, b] * d_nu[cell, b]
+                    xa[a] = base_mu[cell, a] + eta * acc
+                for b in range(B):
+                    acc = 0.0
                     for a in range(A):
-                        acc += q[a, b] * d_mu[cell, a]
+                        acc += Q[cell, a, b] * d_mu[cell, a]
                     xb[b] = base_nu[cell, b] - eta * acc
             _softmax(xa, pa, A)
             _softmax(xb, pb, B)
@@ -234,15 +271,13 @@ def _iterate(Q, log_mu0, log_nu0, mu0, nu0, base_mu, base_nu, reset, eta, mu, nu
             for a in range(A):
                 d_mu[cell, a] += 2.0 * pa[a] - mu[cell, a]
                 mu[cell, a] = pa[a]
-                mu_sum[cell, a] += pa[a]
                 acc = 0.0
                 for b in range(B):
-                    acc += q[a, b] * pb[b]
+                    acc += Q[cell, a, b] * pb[b]
                 w += pa[a] * acc
             for b in range(B):
                 d_nu[cell, b] += 2.0 * pb[b] - nu[cell, b]
                 nu[cell, b] = pb[b]
-                nu_sum[cell, b] += pb[b]
             W[cell] += w
             if not np.isfinite(w):
                 bad[c] = 1
@@ -265,9 +300,10 @@ def _stage_start(mu0, nu0, mu, nu, d_mu, d_nu, W, n_chunks):
 
 
 @njit(cache=True, parallel=True)
-def _stage_end(rewards, nxt, prob, Q, W, inv_L, update, reset, eta, mu, nu, d_mu, d_nu, base_mu, base_nu,
-               store, mu_dag, nu_dag, tie_first, tie_rtol, scratch, num_states):
-    """Best fixed policies in hindsight (if ``store``) and the value update (if ``update``); in place.
+def _stage_end(rewards, nxt, prob, Q, W, inv_L, update, reset, eta, mu, nu, d_mu, d_nu, mu_sum, nu_sum, base_mu,
+               base_nu, store, mu_dag, nu_dag, tie_first, tie_rtol, scratch, num_states):
+    """Stage sums into the running sums, best fixed policies in hindsight (if ``store``) and the value
+    update (if ``update``); in place.
 
     rewards (C, A, B), nxt / prob (C, A, B, k), W (C + S,) with W[C:] = 0 (Q_{H+1} = 0). Value
     update (line 9): Q_h(s, a, b) <- r_h(s, a, b) + sum_j prob_j W_{h+1}(nxt_j) / L_tau; every cell
@@ -283,6 +319,10 @@ def _stage_end(rewards, nxt, prob, Q, W, inv_L, update, reset, eta, mu, nu, d_mu
         ga = scratch[c, :A]
         gb = scratch[c, A:A + B]
         for cell in range(c * C // n_chunks, (c + 1) * C // n_chunks):
+            for a in range(A):
+                mu_sum[cell, a] += d_mu[cell, a] - mu[cell, a]  # R_mu = sum of the stage's iterates
+            for b in range(B):
+                nu_sum[cell, b] += d_nu[cell, b] - nu[cell, b]
             if store:
                 for a in range(A):
                     acc = 0.0
@@ -381,7 +421,7 @@ def algorithm1_sparse_kernel(
     v_next = np.empty((S, 3))
     v_cur = np.empty((S, 3))
     ev_chunks = min(n_chunks, S)
-    colacc = np.empty((ev_chunks, B))
+    colacc = np.empty((ev_chunks, A + 2 * B))
     out = np.empty(3)
     mu_sum[:] = 0.0
     nu_sum[:] = 0.0
@@ -398,17 +438,18 @@ def algorithm1_sparse_kernel(
         for _ in range(stage_len[tau]):
             t += 1
             _iterate(Q, log_mu0[tau], log_nu0[tau], mu0[tau], nu0[tau], base_mu, base_nu, stage_reset, eta,
-                     mu, nu, d_mu, d_nu, ms, ns, W, scratch, bad)
+                     mu, nu, d_mu, d_nu, W, scratch, bad)
             for c in range(n_chunks):
                 if bad[c]:
                     return t
             if e < n_eval and eval_its[e] == t:
-                _evaluate_sparse(rewards, nxt, prob, s1, mu_sum, nu_sum, 1.0 / t, v_next, v_cur, colacc, out)
+                _evaluate_sparse(rewards, nxt, prob, s1, ms, ns, d_mu, d_nu, mu, nu, True, 1.0 / t, v_next, v_cur,
+                                 colacc, out)
                 curve[e, 0] = out[0]
                 curve[e, 1] = out[1]
                 curve[e, 2] = out[2]
                 e += 1
         _stage_end(r2, nxt2, prob2, Q, W, 1.0 / stage_len[tau], tau + 1 < n_stages, stage_reset, eta,
-                   mu, nu, d_mu, d_nu, base_mu, base_nu, store, mu_dag[tau if store else 0],
+                   mu, nu, d_mu, d_nu, ms, ns, base_mu, base_nu, store, mu_dag[tau if store else 0],
                    nu_dag[tau if store else 0], tie_first, tie_rtol, scratch, S)
     return 0

@@ -1,0 +1,41 @@
+"""``metasweep game make`` for large sparse zero-sum games (families random-sparse, poker-standin).
+
+Games are written in the sparse ``.npz`` form (``transition_next``, ``transition_prob``;
+:mod:`solvers.games`); ``solve``, ``evaluate``, ``meta`` and ``nash`` read them like dense games.
+Imports nothing heavy at module level.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+__all__ = ["add_options", "make_games"]
+
+
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {v}")
+    return v
+
+
+def add_options(parser) -> None:
+    parser.add_argument("--successors", type=_positive_int, default=4,
+                        help="random-sparse, poker-standin: successors k per (h, s, a, b) (default 4)")
+    parser.add_argument("--pot-levels", type=_positive_int, default=8,
+                        help="poker-standin: pot levels; --states must be a multiple of it (default 8)")
+
+
+def make_games(args) -> list:
+    from solvers.generators import game_family
+
+    from .cli import UsageError
+
+    actions = tuple(args.actions or (2, 2))
+    if len(actions) != 2:
+        raise UsageError(f"--actions takes A B (2 numbers) for {args.family}, got {len(actions)}")
+    return game_family(args.family, args.count, args.sigma, args.horizon, args.seed, args.states, actions,
+                       successors=args.successors, pot_levels=args.pot_levels)

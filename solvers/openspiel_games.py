@@ -233,7 +233,7 @@ class _Walker:
     def resolve(self, state, h, prob, base, out):
         """Append (probability, returns - base, next raw id at step h or _ABSORB) of ``state`` and its chance expansion."""
         if state.is_terminal():
-            out.append((prob, np.asarray(state.returns(), dtype=np.float64) - base, _ABSORB))
+            out.append((prob, [r - b for r, b in zip(state.returns(), base)], _ABSORB))
         elif state.is_chance_node():
             for action, p in state.chance_outcomes():
                 child = state.clone()
@@ -241,14 +241,15 @@ class _Walker:
                 self._visit()
                 self.resolve(child, h, prob * p, base, out)
         else:
-            out.append((prob, np.asarray(state.returns(), dtype=np.float64) - base, self.decision(state, h)))
+            out.append((prob, [r - b for r, b in zip(state.returns(), base)], self.decision(state, h)))
 
     def row(self, state, h, legal, base):
         """Per legal joint index: (expected reward vector, sorted ((next id, prob), ...))."""
         table = []
-        simultaneous = state.is_simultaneous_node()
+        simultaneous, chance = state.is_simultaneous_node(), state.is_chance_node()
+        N = self.N
         for joint in itertools.product(*(range(max(1, len(l))) for l in legal)):
-            if state.is_chance_node():  # the dummy chance step: every index is the chance distribution
+            if chance:  # the dummy chance step: every index is the chance distribution
                 child = state
             else:
                 child = state.clone()
@@ -260,16 +261,17 @@ class _Walker:
                 self._visit()
             outs = []
             self.resolve(child, h + 1, 1.0, base, outs)
-            reward = np.zeros(self.N)
+            reward = [0.0] * N
             nxt: dict = {}
             for prob, diff, sid in outs:
-                reward += prob * diff
+                for i in range(N):
+                    reward[i] += prob * diff[i]
                 nxt[sid] = nxt.get(sid, 0.0) + prob
             total = sum(nxt.values())
             if abs(total - 1.0) > CHANCE_ATOL:
                 raise OpenSpielImportError(f"{self.load_string}: the chance outcomes after {state.history()} have total "
                                            f"probability {total:.12g}, not 1")
-            table.append((tuple(reward.tolist()), tuple(sorted(nxt.items()))))
+            table.append((tuple(reward), tuple(sorted(nxt.items()))))
         return tuple(table)
 
     def register(self, h, signature, order, history):
@@ -294,13 +296,12 @@ class _Walker:
     def decision(self, state, h) -> int:
         order = self.histories
         legal = self._legal(state)
-        base = np.asarray(state.returns(), dtype=np.float64)
-        table = self.row(state, h, legal, base)
+        table = self.row(state, h, legal, state.returns())
         return self.register(h, (legal, table), order, tuple(state.history()))
 
     def chance_root(self, state) -> int:
         legal = ((),) * self.N
-        table = self.row(state, 0, legal, np.asarray(state.returns(), dtype=np.float64))
+        table = self.row(state, 0, legal, state.returns())
         return self.register(0, (legal, table), 0, None)
 
 

@@ -49,14 +49,15 @@ def harness(*args, timeout=300):
     return subprocess.run([sys.executable, HARNESS, *map(str, args)], capture_output=True, text=True, timeout=timeout)
 
 
-def _env() -> dict:
+def _env(extra=None) -> dict:
+    """No inherited cluster or store; an explicit Ray auth mode (STACK.md), or the env `harness up` printed."""
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "MLFLOW_TRACKING_URI")}
     env.update(RAY_AUTH_MODE="disabled", MLFLOW_DISABLE_TELEMETRY="true", PYTHONUNBUFFERED="1")
-    return env
+    return env | (extra or {})
 
 
-def metasweep(args, cwd, timeout=240):
-    proc = subprocess.run([METASWEEP, *map(str, args)], cwd=cwd, env=_env(), capture_output=True, text=True,
+def metasweep(args, cwd, timeout=240, env=None):
+    proc = subprocess.run([METASWEEP, *map(str, args)], cwd=cwd, env=_env(env), capture_output=True, text=True,
                           timeout=timeout)
     return proc.returncode, proc.stdout, proc.stderr
 
@@ -99,6 +100,7 @@ def cluster():
         if up.returncode != 0:
             pytest.fail(f"harness up failed: {up.stderr.strip()[-3000:]}")
         info = json.loads(up.stdout.strip().splitlines()[-1])
+        assert info["env"]["RAY_AUTH_MODE"] == "disabled"  # the default; set in every process that joins
         yield info
     finally:
         down = harness("down", "--state-dir", state)
@@ -114,7 +116,7 @@ def two_node_sweep(cluster, tmp_path_factory):
     name = f"cluster-{uuid.uuid4().hex[:8]}"
     (cwd / "spec.yaml").write_text(SPEC.format(experiment=name))
     rc, out, err = metasweep(["run", "spec.yaml", "--address", cluster["address"], "--tracking-uri",
-                              cluster["tracking_uri"]], cwd)
+                              cluster["tracking_uri"]], cwd, env=cluster["env"])
     assert rc == 0, err[-3000:]
     return {"name": name, "summary": summary_json(out), "cwd": cwd}
 

@@ -245,3 +245,74 @@ def test_report_of_a_real_sweep(small_sweep, tmp_path, capsys):
     logged = {os.path.basename(a.path) for a in client.list_artifacts(parent, "report")}
     assert {"report.html", "bounds.csv", "ne_games.png", "ne_games.svg"} <= logged
     assert client.get_run(parent).data.tags["metasweep.report_defects"] == "0"
+
+
+# ----------------------------------------------------------------------------- the MLflow UI in a real browser
+
+CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Chromium (the distribution's `chromium` and `chromium-driver` packages) driven by Selenium
+    (`pip install -e '.[browser]'`); skipped, saying what is missing, where they are not installed."""
+    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium not installed: pip install -e '.[browser]'")
+    if not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)):
+        pytest.skip("no headless browser: apt-get install chromium chromium-driver")
+    from selenium.webdriver.chrome.options import Options
+    from selenium.webdriver.chrome.service import Service
+
+    opts = Options()
+    for a in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--window-size=1600,1000"):
+        opts.add_argument(a)
+    opts.binary_location = CHROMIUM
+    driver = webdriver.Chrome(options=opts, service=Service(CHROMEDRIVER))
+    yield driver
+    driver.quit()
+
+
+def test_mlflow_ui_in_a_browser(small_sweep, browser, tmp_path):
+    """The experiment page lists the parent run and, expanded, its child runs; a child's gap/meta chart renders
+    as a line with one point per logged step. Screenshots go to tmp_path (and $METASWEEP_SCREENSHOTS if set)."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    shots = [str(tmp_path)] + ([os.environ["METASWEEP_SCREENSHOTS"]] if os.environ.get("METASWEEP_SCREENSHOTS") else [])
+    url, exp_id = small_sweep["uri"], small_sweep["summary"]["experiment_id"]
+    parent = small_sweep["summary"]["parent_run_id"]
+    client = MlflowClient(url)
+    kids = {r.info.run_id: r for r in client.search_runs([exp_id], f"tags.`mlflow.parentRunId` = '{parent}'")}
+    assert len(kids) == 2
+    wait = WebDriverWait(browser, 90)
+    browser.get(f"{url}/#/experiments/{exp_id}/runs")
+    expand = wait.until(lambda d: d.find_element(
+        By.CSS_SELECTOR, f"div[role='row'][row-id='{parent}'] button[data-component-id*='runnamecellrenderer']"))
+    assert small_sweep["summary"]["sweep_id"] in browser.find_element(By.CSS_SELECTOR, f"div[role='row'][row-id='{parent}']").text
+    expand.click()
+    shown = lambda d: {e.get_attribute("row-id") for e in d.find_elements(By.CSS_SELECTOR, "div[role='row'][row-id]")}
+    wait.until(lambda d: set(kids) <= shown(d))
+    page = browser.find_element(By.TAG_NAME, "body").text
+    assert all(k.info.run_name in page for k in kids.values())  # the children's names are listed
+    for d in shots:
+        browser.save_screenshot(os.path.join(d, "mlflow-sweep-runs.png"))
+
+    child = next(iter(kids))
+    steps = len(client.get_metric_history(child, "gap/meta"))
+    browser.get(f"{url}/#/experiments/{exp_id}/runs/{child}/model-metrics")
+    wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "input[placeholder='Search metric charts']")).send_keys("gap/meta")
+
+    def line_chart(d):  # the chart card whose legend names gap/meta, once plotly has drawn its line
+        for legend in d.find_elements(By.XPATH, "//*[contains(text(), '(gap/meta)')]"):
+            for card in legend.find_elements(By.XPATH, "./ancestor::*[.//*[local-name()='svg' and contains(@class, 'main-svg')]][1]"):
+                lines = [p.get_attribute("d") for p in card.find_elements(By.CSS_SELECTOR, "path.js-line")]
+                if any(lines):
+                    return card, lines
+        return None
+
+    card, lines = wait.until(line_chart)
+    # a polyline "M x,y L x,y ...": plotly merges nearly collinear vertices, so fewer than the logged steps
+    assert steps == 40 and 10 <= max(ln.count("L") + 1 for ln in lines if ln) <= steps
+    browser.execute_script("arguments[0].scrollIntoView(true);", card)
+    for d in shots:
+        browser.save_screenshot(os.path.join(d, "mlflow-gap-meta.png"))
+    assert os.path.getsize(os.path.join(str(tmp_path), "mlflow-gap-meta.png")) > 10_000

@@ -11,7 +11,7 @@ SPEC ?= sweeps/specs/paper-fig2.yaml
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[test,openspiel]"
+	$(BIN)/python -m pip install --quiet -e ".[test,openspiel,browser]"
 	touch $(STAMP)
 
 ## run: the Figure 2 sweep on a local Ray, tracked in runs/mlflow (SQLite + artifacts)

@@ -385,16 +385,20 @@ def _fig_ne_games(runs, out_dir, notes) -> list[tuple[str, str]]:
             notes.append("Figure 1(c) needs 2 x 2 actions: not drawn for random-zero-sum with actions " + str(actions))
             continue
         games = game_family(fam, K, float(sigma), H, seed, states, actions)
-        by_state = defaultdict(list)
+        base = game_family(fam, 1, 0.0, H, seed, states, actions)[0]  # sigma = 0: the unperturbed base game
+        by_state, base_pts = defaultdict(list), {}
         for g in games:
             for s in range(g.num_states):
                 _, x, y = solve_matrix_game(g.rewards[0, s])
                 by_state[s].append((x[0], y[0]))
-        panels[f"{fam}, sigma={sigma:g}, K={K}, seed={seed}"] = dict(by_state)
+        for s in range(base.num_states):
+            _, x, y = solve_matrix_game(base.rewards[0, s])
+            base_pts[s] = (x[0], y[0])
+        panels[f"{fam}, sigma={sigma:g}\nK={K}, seed={seed}"] = (dict(by_state), base_pts)
     if not panels:
         return []
-    title = "NE of the K games' stage matrix games at h = 1 (Figure 1(c)); games regenerated from the family seed"
-    return [(figs.ne_games_figure(panels, title, os.path.join(out_dir, "ne_games")), title)]
+    title = "Figure 1(c): NE of the K games' stage matrix games at h = 1\n(games regenerated from the family seed; x: base game)"
+    return [(figs.ne_games_figure(panels, title, os.path.join(out_dir, "ne_games")), title.replace("\n", " "))]
 
 
 def _marginal_lines(runs, x_param, metric_for_method, methods, logx=False):

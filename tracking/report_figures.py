@@ -67,14 +67,16 @@ def convergence_figure(panels: list[tuple[str, dict]], title: str, xlabel: str, 
 
 
 def ne_games_figure(points: dict, title: str, stem: str) -> str:
-    """Figure 1(c): per panel title -> {state: [(p(a_0), p(b_0)) per game]} in [0, 1] x [0, 1]."""
+    """Figure 1(c): per panel title -> ({state: [(p(a_0), p(b_0)) per game]}, {state: base game's point})."""
     plt = _plt()
-    fig, axes = plt.subplots(1, len(points), figsize=(4.0 * len(points), 3.8), squeeze=False)
+    fig, axes = plt.subplots(1, len(points), figsize=(4.0 * len(points), 4.3), squeeze=False)
     markers = ["o", "s", "^", "D", "v", "P"]
-    for ax, (label, by_state) in zip(axes[0], points.items()):
+    for ax, (label, (by_state, base)) in zip(axes[0], points.items()):
         for i, (state, pts) in enumerate(by_state.items()):
             pts = np.asarray(pts)
-            ax.scatter(pts[:, 0], pts[:, 1], marker=markers[i % len(markers)], alpha=0.75, label=f"state s{state}")
+            sc = ax.scatter(pts[:, 0], pts[:, 1], marker=markers[i % len(markers)], alpha=0.75, label=f"state s{state}")
+            if state in base:
+                ax.scatter(*base[state], marker="x", s=80, color=sc.get_facecolor()[0], linewidths=2)
         ax.set_xlim(-0.02, 1.02)
         ax.set_ylim(-0.02, 1.02)
         ax.set_xlabel("max-player P(a0)")

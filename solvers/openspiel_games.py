@@ -68,6 +68,7 @@ __all__ = [
     "check_load_string",
     "pad_horizon",
     "perturb_imported",
+    "perturb_parameters",
     "openspiel_family",
     "DEFAULT_MAX_STATES",
     "DEFAULT_MAX_HISTORIES",
@@ -461,18 +462,45 @@ def perturb_imported(imported: ImportedGame, sigma: float, rng: np.random.Genera
     return game.with_rewards(game.rewards + eps)
 
 
+def perturb_parameters(game, param_sigma: dict, rng: np.random.Generator):
+    """The OpenSpiel game with its real-valued parameters perturbed: theta_j + N(0, sigma_j^2) per name j.
+
+    ``game``: a loaded ``pyspiel.Game``; ``param_sigma``: parameter name -> standard deviation (>= 0).
+    Draws in sorted name order. Only top-level float parameters (e.g. pathfinding's ``step_reward``,
+    go's ``komi``) can be perturbed; anything else raises :class:`GameError` naming the parameter.
+    Returns (perturbed pyspiel.Game, {name: drawn value}).
+    """
+    pyspiel = _pyspiel()
+    params = game.get_parameters()
+    values = {}
+    for name in sorted(param_sigma):
+        s = param_sigma[name]
+        if name not in params:
+            raise GameError(f"{game}: no parameter {name!r} to perturb (parameters: {', '.join(sorted(params))})")
+        if not isinstance(params[name], float):
+            raise GameError(f"{game}: parameter {name} = {params[name]!r} is not real-valued; only real-valued parameters "
+                            "can be perturbed")
+        if isinstance(s, bool) or not isinstance(s, (int, float)) or not np.isfinite(s) or s < 0:
+            raise GameError(f"the standard deviation of parameter {name} must be a finite number >= 0, got {s!r}")
+        values[name] = params[name] + float(s) * rng.normal()
+    return pyspiel.load_game(game.get_type().short_name, {**params, **values}), values
+
+
 @functools.lru_cache(maxsize=8)
 def _cached_import(load_string: str, max_states: int, max_histories: int) -> ImportedGame:
     return import_openspiel(load_string, max_states=max_states, max_histories=max_histories)
 
 
 def openspiel_family(load_string: str, count: int, sigma: float, horizon: int | None, seed: int,
-                     max_states: int = DEFAULT_MAX_STATES, max_histories: int = DEFAULT_MAX_HISTORIES) -> list:
+                     max_states: int = DEFAULT_MAX_STATES, max_histories: int = DEFAULT_MAX_HISTORIES,
+                     param_sigma: dict | None = None) -> list:
     """K perturbed copies of an imported OpenSpiel game: the task family of a meta-learning run.
 
-    Game k adds the noise of :func:`perturb_imported` drawn from child seed k of
-    ``SeedSequence(seed)`` (so the first k games do not depend on ``count``), then is padded to
-    ``horizon`` (None: the game's own H) by :func:`pad_horizon`. The import is cached per process.
+    Game k draws from child seed k of ``SeedSequence(seed)`` (so the first k games do not depend on
+    ``count``): first, when ``param_sigma`` names real-valued game parameters, their perturbation
+    (:func:`perturb_parameters`; the perturbed game is imported again and must keep the base game's
+    H, S and actions), then the reward noise of :func:`perturb_imported`; it is then padded to
+    ``horizon`` (None: the game's own H) by :func:`pad_horizon`. The base import is cached per process.
     """
     from .generators import _check_positive_int, _check_seed
 
@@ -483,5 +511,18 @@ def openspiel_family(load_string: str, count: int, sigma: float, horizon: int | 
     imported = _cached_import(load_string, int(max_states), int(max_histories))
     H = imported.horizon if horizon is None else horizon
     pad_horizon(imported, imported.game, H)  # checks the horizon before any draw
-    return [pad_horizon(imported, perturb_imported(imported, sigma, np.random.default_rng(child)), H)
-            for child in root.spawn(count)]
+    base = _load(_pyspiel(), load_string)[1] if param_sigma else None
+    games = []
+    for child in root.spawn(count):
+        rng = np.random.default_rng(child)
+        source = imported
+        if param_sigma:
+            game_k, values = perturb_parameters(base, param_sigma, rng)
+            source = import_openspiel(game_k, max_states=max_states, max_histories=max_histories)
+            shape = (source.horizon, source.num_states, source.game.num_actions)
+            if shape != (imported.horizon, imported.num_states, imported.game.num_actions):
+                raise GameError(f"{load_string}: the parameters {values} give a game with (H, S, actions) = {shape}, "
+                                f"not the base game's {(imported.horizon, imported.num_states, imported.game.num_actions)}; "
+                                "a task family needs one shape")
+        games.append(pad_horizon(imported, perturb_imported(source, sigma, rng), H))
+    return games

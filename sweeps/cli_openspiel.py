@@ -34,7 +34,26 @@ def add_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--game", metavar="LOAD_STRING",
                         help="openspiel: the OpenSpiel load string of the base game, e.g. "
                              "'goofspiel(num_cards=4,imp_info=False,points_order=descending)'")
+    parser.add_argument("--param-sigma", action="append", metavar="NAME=SIGMA",
+                        help="openspiel: also perturb the game's real-valued parameter NAME by N(0, SIGMA^2) per game "
+                             "(repeatable), e.g. step_reward=0.05 for pathfinding")
     _add_limits(parser)
+
+
+def _param_sigma(items) -> dict | None:
+    if not items:
+        return None
+    out = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        try:
+            sigma = float(value)
+        except ValueError:
+            sigma = float("nan")
+        if not sep or not name or not sigma >= 0 or sigma == float("inf"):
+            raise UsageError(f"--param-sigma takes NAME=SIGMA with SIGMA a finite number >= 0, got {item!r}")
+        out[name] = sigma
+    return out
 
 
 def make_games(args) -> list:
@@ -44,8 +63,8 @@ def make_games(args) -> list:
         raise UsageError("--family openspiel needs --game LOAD_STRING (an OpenSpiel load string)")
     if args.actions is not None or args.states != 2:
         raise UsageError("--family openspiel takes its states and actions from the game: drop --states and --actions")
-    return openspiel_family(args.game, args.count, args.sigma, args.horizon, args.seed,
-                            max_states=args.max_states, max_histories=args.max_histories)
+    return openspiel_family(args.game, args.count, args.sigma, args.horizon, args.seed, max_states=args.max_states,
+                            max_histories=args.max_histories, param_sigma=_param_sigma(args.param_sigma))
 
 
 def add_game_command(game_sub) -> None:

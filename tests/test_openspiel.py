@@ -317,6 +317,23 @@ def test_family_noise_respects_the_import_rules():
         openspiel_family(GOOF4, 2, 0.1, 2, seed=0)
 
 
+PATHFINDING = "pathfinding(players=2,grid=Ab\nBa,horizon=3)"  # general-sum, real-valued reward parameters
+
+
+def test_family_with_perturbed_game_parameters():
+    """Game k = the game OpenSpiel loads with step_reward + sigma_p * z_k (z_k the first draw of child k), imported."""
+    games = openspiel_family(PATHFINDING, 2, 0.0, None, seed=5, param_sigma={"step_reward": 0.05})
+    for k, child in enumerate(np.random.SeedSequence(5).spawn(2)):
+        value = -0.01 + 0.05 * np.random.default_rng(child).normal()  # pathfinding's default step_reward is -0.01
+        direct = import_openspiel(f"pathfinding(players=2,grid=Ab\nBa,horizon=3,step_reward={value!r})").game
+        np.testing.assert_allclose(games[k].rewards, direct.rewards, rtol=0, atol=1e-12)
+    assert not np.allclose(games[0].rewards, games[1].rewards)
+    with pytest.raises(GameError, match="players = 2 is not real-valued"):
+        openspiel_family(PATHFINDING, 1, 0.0, None, seed=0, param_sigma={"players": 0.1})
+    with pytest.raises(GameError, match="no parameter 'points'"):
+        openspiel_family(PATHFINDING, 1, 0.0, None, seed=0, param_sigma={"points": 0.1})
+
+
 def test_perturbation_keeps_the_kind():
     rng = np.random.default_rng(0)
     coord = perturb_imported(import_openspiel("matrix_coordination"), 0.5, rng)

@@ -138,11 +138,49 @@ def _node_alive(node: dict) -> bool:
     return _ours(node) or bool(_group(node["pid"]))
 
 
-def _stop_node(node: dict, timeout: float) -> str:
-    """SIGTERM the node's process group, SIGKILL after ``timeout`` s. Only a group led by our PID.
+def _descendants(pids) -> dict:
+    """{pid: start time} of the live descendants of ``pids`` (Ray workers run in sessions of their own,
+    outside the node's process group, but are children of its raylet)."""
+    children: dict[int, list[int]] = {}
+    starts = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open(f"/proc/{name}/stat") as fh:
+                    s = fh.read()
+            except OSError:
+                continue
+            f = s[s.rfind(")") + 2:].split()
+            if f[0] != "Z":
+                children.setdefault(int(f[1]), []).append(int(name))
+                starts[int(name)] = int(f[19])
+    out, todo = {}, list(pids)
+    while todo:
+        for c in children.get(todo.pop(), []):
+            if c not in out:
+                out[c] = starts[c]
+                todo.append(c)
+    return out
 
-    ``ray start --block`` drains for up to 30 s after SIGTERM; its children (GCS, raylet, agents,
-    workers) exit at once, so the grace period is short and SIGKILL ends the rest.
+
+def _kill_if_same(procs: dict) -> None:
+    """SIGKILL each {pid: start time} that is still the same process."""
+    for pid, start in procs.items():
+        st = _stat(pid)
+        if st and st[0] != "Z" and st[2] == start:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def _stop_node(node: dict, timeout: float) -> str:
+    """Stop one node: SIGTERM its process group, and once everything but the ``ray start`` process
+    has exited (or after ``timeout`` s) SIGKILL what is left, then any descendant (Ray workers live in
+    their own sessions) still running. Only a group led by the PID ``up`` recorded is signalled.
+
+    ``ray start --block`` itself drains for up to 30 s after SIGTERM while its children (GCS,
+    raylet, agents) exit at once; it only monitors them, so it is killed as soon as they are gone.
     """
     pgid = node["pid"]
     if not _ours(node):
@@ -154,23 +192,27 @@ def _stop_node(node: dict, timeout: float) -> str:
             except ProcessLookupError:
                 pass
         return "killed leftovers" if left else "not running"
+    tree = _descendants([pgid])
     try:
         os.killpg(pgid, signal.SIGTERM)
     except ProcessLookupError:
         return "not running"
+    how = "terminated"
     deadline = time.monotonic() + timeout
-    while _group(pgid) and time.monotonic() < deadline:
+    while [p for p in _group(pgid) if p != pgid] and time.monotonic() < deadline:
         time.sleep(0.1)
-    if not _group(pgid):
-        return "terminated"
-    try:
-        os.killpg(pgid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
+    if [p for p in _group(pgid) if p != pgid]:
+        how = "killed"
+    if _group(pgid):
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
     deadline = time.monotonic() + 10
     while _group(pgid) and time.monotonic() < deadline:
         time.sleep(0.05)
-    return "killed"
+    _kill_if_same(tree)
+    return how
 
 
 def _free_ports(n: int) -> list[int]:

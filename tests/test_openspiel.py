@@ -420,7 +420,7 @@ def test_goofspiel_sweep_end_to_end(tmp_path):
 
     spec = open("sweeps/specs/goofspiel.yaml").read()
     spec = spec.replace("experiment: goofspiel", "experiment: goofspiel-test")
-    spec = spec.replace("eta: {grid: [0.0139, 0.1]}", "eta: 0.1").replace("sigma: {grid: [0.05, 0.2]}", "sigma: 0.1")
+    spec = spec.replace("eta: {grid: [0.0138, 0.1]}", "eta: 0.1").replace("sigma: {grid: [0.05, 0.2]}", "sigma: 0.1")
     spec = spec.replace("K: 10", "K: 2").replace("T: 1000", "T: 30")
     (tmp_path / "spec.yaml").write_text(spec)
     uri = f"sqlite:///{tmp_path}/m/mlflow.db"

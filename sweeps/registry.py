@@ -236,3 +236,18 @@ register_family(Family("openspiel", {
     "max_histories": Param("int", lambda v: is_int(v) and v >= 2, "an integer >= 2", default=2_000_000),
 }, "an imported OpenSpiel game (solvers.openspiel_games; H >= its horizon, padded with absorbing steps) with perturbed rewards"))
 register_algorithm(replace(ALGORITHMS["optimistic-mwu"], families=(*ALGORITHMS["optimistic-mwu"].families, "openspiel")))
+
+
+# ----------------------------------------------------------------------------- large sparse zero-sum games (issue 9)
+_LARGE_STATES = Param("int", lambda v: is_int(v) and 2 <= v <= 100_000_000, "an integer in [2, 1e8]", default=1000)
+_SUCCESSORS = Param("int", lambda v: is_int(v) and 1 <= v <= 64, "an integer in [1, 64]", default=4)
+_POT_LEVELS = Param("int", lambda v: is_int(v) and 1 <= v <= 1000, "an integer in [1, 1000]", default=8)
+register_family(Family("random-sparse", {"states": _LARGE_STATES, "actions": _ACTIONS_2, "successors": _SUCCESSORS},
+                       "a large random sparse game (U[0,1] rewards, `successors` uniform successors with Dirichlet(1) "
+                       "weights) with perturbed rewards; trial CPUs and memory from its size"))
+register_family(Family("poker-standin", {"states": _LARGE_STATES, "actions": _ACTIONS_2, "successors": _SUCCESSORS,
+                                         "pot_levels": _POT_LEVELS},
+                       "a structured betting-ladder game standing in for the paper's Poker endgame (NOT the "
+                       "Brains-vs-AI data; states a multiple of pot_levels), perturbed rewards"))
+ALGORITHMS["optimistic-mwu"] = Algorithm(**{**ALGORITHMS["optimistic-mwu"].__dict__, "families": (
+    *ALGORITHMS["optimistic-mwu"].families, "random-sparse", "poker-standin")})

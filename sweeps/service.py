@@ -24,7 +24,7 @@ import numpy as np
 
 from .spec import SweepSpec, parse_spec
 from .registry import ALGORITHMS
-from .trial import TrialSettings
+from .trial import SPARSE_FAMILIES, TrialSettings, trial_resources
 
 log = logging.getLogger("metasweep")
 
@@ -287,6 +287,8 @@ def _tuner_parts(spec: SweepSpec, uri: str, exp_id: str, parent_id: str, sweep_i
     settings = TrialSettings.from_spec(spec)
     fn = _make_trainable(settings, uri, exp_id, parent_id, sweep_id, spec.metric_history_points,
                          _outbox_dir(sweep_id), ray.get_runtime_context().get_node_id())
+    if settings.family in SPARSE_FAMILIES:  # large games: CPUs and memory from each trial's game size (issue 9)
+        return tune.with_resources(fn, lambda config: trial_resources(settings, config))
     n = max(1, int(spec.cpus_per_trial))
     if n >= 2:  # the trial's own bundle plus spare 1-CPU bundles for its individual-learning tasks
         resources = tune.PlacementGroupFactory([{"CPU": 1}] * n, strategy="PACK")

@@ -40,6 +40,13 @@ CONFIG_KEYS = ("eta", "alpha", "K", "H", "sigma", "T", "seed", "stage_reset", "t
 TASK_WORK_S = 0.05
 #: Measured cost of Algorithm 1 per cell-iteration (H*S cells), used only to size task batches.
 SECONDS_PER_CELL_ITER = 1.0e-7
+#: Families of large sparse games (issue 9): a trial's CPUs and memory come from its game's size
+#: (:func:`trial_resources`), and its individual runs stay in the trial's process, on Numba threads.
+SPARSE_FAMILIES = ("random-sparse", "poker-standin")
+#: CPUs a trial of a sparse game with at least ``solvers.sparse.PARALLEL_MIN_CELLS`` cells asks for.
+LARGE_GAME_CPUS = 2
+#: Resident memory of a trial's worker process besides its games and runs (Python, NumPy, Numba, Ray).
+WORKER_BASE_BYTES = 600 * 2**20
 
 
 @dataclass(frozen=True)
@@ -86,6 +93,32 @@ def _batches(K: int, H: int, S: int, T: int, workers: int) -> int:
     return max(1, min(workers, K, int(K * per_game / TASK_WORK_S)))
 
 
+def trial_resources(settings: TrialSettings, config: dict) -> dict:
+    """Ray resources of one trial of a sparse family: ``{"cpu": c, "memory": bytes}`` from the game's size.
+
+    c = max(resources.cpus, LARGE_GAME_CPUS) when H S reaches the sparse kernels' parallel threshold.
+    Memory = the shared transitions (12 k bytes per (h, s, a, b)) + K + 1 reward arrays + the runs
+    kept for the summary (per method and game: the output average and the best responses in
+    hindsight of every stage, 8 (tau_bar + 1) H S (A + B) bytes) + one solve's work arrays
+    (8 H S (A B + 3 (A + B)) bytes) + ``WORKER_BASE_BYTES``.
+    """
+    from solvers.schedule import stage_lengths
+    from solvers.sparse import PARALLEL_MIN_CELLS
+
+    K, H, T = int(config["K"]), int(config["H"]), int(config["T"])
+    S, (A, B) = settings.states, settings.actions
+    k = int(settings.game.get("successors", 4))
+    cells = H * S
+    n_stages = len(stage_lengths(H, T))
+    game = cells * A * B * (12 * k + 8 * (K + 1))
+    runs = len(settings.methods) * K * 8 * (n_stages + 1) * cells * (A + B)
+    work = 8 * cells * (A * B + 3 * (A + B))
+    cpus = settings.cpus_per_trial
+    if cells >= PARALLEL_MIN_CELLS:
+        cpus = max(cpus, LARGE_GAME_CPUS)
+    return {"cpu": cpus, "memory": float(game + runs + work + WORKER_BASE_BYTES)}
+
+
 def run_trial(config: dict, settings: TrialSettings) -> TrialOutput:
     """Run one config (module docstring). ``config`` holds :data:`CONFIG_KEYS`."""
     t0 = time.perf_counter()
@@ -94,11 +127,18 @@ def run_trial(config: dict, settings: TrialSettings) -> TrialOutput:
     if settings.family == "openspiel":  # an imported OpenSpiel game (solvers.openspiel_games)
         games = _openspiel_games(config, settings)
     else:
-        games = game_family(settings.family, K, float(config["sigma"]), H, int(config["seed"]), settings.states, settings.actions)
+        sparse_opts = {k: v for k, v in settings.game.items() if k in ("successors", "pot_levels")}
+        games = game_family(settings.family, K, float(config["sigma"]), H, int(config["seed"]), settings.states, settings.actions,
+                            **sparse_opts)
     options = _options(config, settings)
     runs: dict[str, list[GameRun]] = {}
     pending, num_tasks = [], 0
     spare = int(settings.cpus_per_trial) - 1
+    if settings.family in SPARSE_FAMILIES:  # parallel kernels on the trial's own CPUs (trial_resources), no fan-out
+        import numba
+
+        numba.set_num_threads(max(1, min(numba.config.NUMBA_NUM_THREADS, int(trial_resources(settings, config)["cpu"]))))
+        spare = 0
     if "individual" in settings.methods:
         n_tasks = _batches(K, H, games[0].num_states, T, spare) if spare >= 1 else 0
         if n_tasks >= 1:

@@ -234,3 +234,53 @@ def test_cli_make_solve_evaluate_sparse(tmp_path, capsys):
     assert main(["game", "make", "--family", "poker-standin", "--count", "1", "--sigma", "0", "--horizon", "2",
                  "--seed", "0", "--states", "30", "--pot-levels", "4", "--out", str(tmp_path / "p")]) == 2
     assert "multiple of pot_levels=4" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- sweeps
+
+
+def _settings(family="random-sparse", states=40, cpus=1.0, **game):
+    from sweeps.trial import TrialSettings
+
+    opts = {"states": states, "actions": [2, 2], "successors": 3, **game}
+    return TrialSettings(family, states, (2, 2), ("individual", "meta"), None, 0.01, cpus, "optimistic-mwu",
+                         tuple((k, tuple(v) if isinstance(v, list) else v) for k, v in opts.items()))
+
+
+def test_trial_resources_follow_the_game_size():
+    from sweeps.trial import LARGE_GAME_CPUS, WORKER_BASE_BYTES, trial_resources
+
+    config = {"K": 3, "H": 5, "T": 30}
+    small = trial_resources(_settings(states=100), config)
+    large = trial_resources(_settings(states=10**6), config)
+    assert small["cpu"] == 1.0 and large["cpu"] == LARGE_GAME_CPUS
+    # independent count for S = 10^6, H = 5, A = B = 2, k = 3, K = 3, 2 methods, T = 30 (5 stages: 5, 6, 7, 8, 4)
+    cells = 5 * 10**6
+    expected = cells * 4 * (12 * 3 + 8 * 4) + 2 * 3 * 8 * 6 * cells * 4 + 8 * cells * (4 + 12) + WORKER_BASE_BYTES
+    assert large["memory"] == expected
+    assert trial_resources(_settings(states=10**6, cpus=4.0), config)["cpu"] == 4.0
+
+
+def test_sparse_family_trial_runs_in_process_and_matches_a_direct_solve():
+    from solvers.meta import individual_runs
+    from sweeps.trial import run_trial
+
+    config = {"eta": 0.1, "alpha": None, "K": 2, "H": 3, "sigma": 0.1, "T": 30, "seed": 7, "stage_reset": True,
+              "tie_break": "uniform"}
+    out = run_trial(config, _settings())
+    assert out.num_tasks == 0
+    games = game_family("random-sparse", 2, 0.1, 3, 7, 40, (2, 2), successors=3)
+    direct = individual_runs(games, 30, 0.1, stage_reset=True, tie_break="uniform", eval_every=None)
+    assert out.scalars["final_gap/individual"] == pytest.approx(np.mean([r.result.gap[-1] for r in direct]), abs=TOL)
+
+
+def test_spec_accepts_sparse_families_and_checks_their_keys():
+    from sweeps.spec import SpecError, parse_spec
+
+    raw = {"experiment": "large", "algorithm": "optimistic-mwu", "methods": ["individual"],
+           "game": {"family": "poker-standin", "states": 80, "pot_levels": 8, "successors": 4},
+           "search_space": {"eta": 0.02, "K": 1, "H": 5, "T": 30}, "resources": {"cpus": 1}}
+    spec = parse_spec(raw)
+    assert spec.family == "poker-standin" and spec.states == 80 and dict(spec.game_options)["pot_levels"] == 8
+    with pytest.raises(SpecError, match="successors"):
+        parse_spec({**raw, "game": {"family": "random-sparse", "states": 80, "successors": 0}})

@@ -20,6 +20,7 @@ from .cli import (  # loaded: the CLI imports this module lazily
 
 log = logging.getLogger("metasweep")
 
+
 def _has(parser: argparse.ArgumentParser, option: str) -> bool:
     return option in parser._option_string_actions
 

@@ -53,6 +53,7 @@ from __future__ import annotations
 import functools
 import itertools
 import os
+import sys
 import tempfile
 from dataclasses import dataclass
 
@@ -345,7 +346,11 @@ def import_openspiel(game, max_states: int = DEFAULT_MAX_STATES, max_histories: 
     walker = _Walker(load_string, N, int(max_states), int(max_histories), keep_history_map)
     walker._visit()
     chance_root = root.is_chance_node()
-    (walker.chance_root if chance_root else functools.partial(walker.decision, h=0))(root)
+    try:
+        (walker.chance_root if chance_root else functools.partial(walker.decision, h=0))(root)
+    except RecursionError:
+        raise OpenSpielImportError(f"{load_string}: the game is too deep for the walk (more than about "
+                                   f"{sys.getrecursionlimit() // 3} steps)") from None
     return _assemble(walker, load_string, g.get_type(), N, chance_root, pyspiel)
 
 

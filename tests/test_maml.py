@@ -9,7 +9,9 @@ References and tolerances:
 - the meta-gradient of T = 1 (and T = 3) against central differences of F_T (step 1e-6): atol 1e-6;
 - the Numba kernels against the NumPy reference (value, gradient, HVP, meta-gradient), dense and
   product-state games (against their dense form): atol 1e-12;
-- Phi against the independent evaluator solvers.potential_eval: atol 1e-12.
+- Phi against the independent evaluator solvers.potential_eval: atol 1e-12;
+- in an exact MPG each player's own value gradient (Eq. 44, central differences of the exact
+  values, step 1e-6) equals grad_{theta_i} Phi: atol 1e-7.
 """
 
 import itertools
@@ -247,6 +249,46 @@ def test_potential_matches_independent_evaluator(H, gamma):
         theta = rng.normal(size=g.dim)
         pols = maml.softmax_policies(theta, g.horizon, g.num_states, g.actions)
         assert maml.potential(theta, g) == pytest.approx(evaluate_product_policy(game, pols).potential, abs=1e-12)
+
+
+def _own_value_gradient(game, theta, i, eps=1e-6):
+    """d V_i / d theta_i by central differences of the players' exact values (solvers.potential_eval)."""
+    g = maml.potential_game(game)
+    H, S, A = g.horizon, g.num_states, g.actions
+    lo = sum(H * S * a for a in A[:i])
+    out = np.empty(H * S * A[i])
+    for k in range(out.size):
+        e = np.zeros_like(theta)
+        e[lo + k] = eps
+        vp = evaluate_product_policy(game, maml.softmax_policies(theta + e, H, S, A), with_potential=False).values[i]
+        vm = evaluate_product_policy(game, maml.softmax_policies(theta - e, H, S, A), with_potential=False).values[i]
+        out[k] = (vp - vm) / (2 * eps)
+    return out, slice(lo, lo + out.size)
+
+
+@pytest.mark.parametrize("gamma", [None, 0.8])
+def test_inner_step_is_independent_policy_gradient_in_an_exact_mpg(gamma):
+    """Eq. (44) = Eq. (9)'s zeta: in an exact MPG (dummy terms, action-independent transitions) each
+    player's own value gradient grad_{theta_i} V_i equals grad_{theta_i} Phi (atol 1e-7); with
+    action-dependent transitions (not an MPG, like LQ tracking) they differ."""
+    from solvers.potential_games import random_potential_game as family_game
+
+    rng = np.random.default_rng(13)
+    H = 1 if gamma else 3
+    exact = family_game(H, 3, (2, 3), rng, gamma=gamma)
+    g = maml.potential_game(exact)
+    assert g.exact
+    theta = rng.normal(size=g.dim)
+    grad = maml.potential_gradient(theta, g)[1]
+    for i in range(2):
+        own, block = _own_value_gradient(exact, theta, i)
+        np.testing.assert_allclose(own, grad[block], atol=1e-7, rtol=0)
+    inexact = random_potential_game(rng, N=2, H=H, S=3, A=(2, 3), gamma=gamma, identical=False)
+    g2 = maml.potential_game(inexact)
+    assert not g2.exact
+    grad2 = maml.potential_gradient(theta, g2)[1]
+    own, block = _own_value_gradient(inexact, theta, 0)
+    assert np.abs(own - grad2[block]).max() > 1e-3
 
 
 def test_maml_run_improves_adaptation_over_uniform():

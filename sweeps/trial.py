@@ -116,7 +116,7 @@ def trial_resources(settings: TrialSettings, config: dict) -> dict:
     cpus = settings.cpus_per_trial
     if cells >= PARALLEL_MIN_CELLS:
         cpus = max(cpus, LARGE_GAME_CPUS)
-    return {"cpu": cpus, "memory": float(game + runs + work + WORKER_BASE_BYTES)}
+    return {"cpu": cpus, "memory": int(game + runs + work + WORKER_BASE_BYTES)}
 
 
 def run_trial(config: dict, settings: TrialSettings) -> TrialOutput:

@@ -284,3 +284,47 @@ def test_spec_accepts_sparse_families_and_checks_their_keys():
     assert spec.family == "poker-standin" and spec.states == 80 and dict(spec.game_options)["pot_levels"] == 8
     with pytest.raises(SpecError, match="successors"):
         parse_spec({**raw, "game": {"family": "random-sparse", "states": 80, "successors": 0}})
+
+
+SWEEP_SPEC = """experiment: sparse-{name}
+algorithm: optimistic-mwu
+game:
+  family: random-sparse
+  states: 30
+  successors: 3
+methods: [individual, meta]
+search_space:
+  eta: 0.1
+  K: 2
+  H: 3
+  T: 20
+  seed: {{grid: [0, 1]}}
+resources:
+  cpus: 1
+"""
+
+
+@pytest.mark.slow
+def test_sweep_of_a_sparse_family_end_to_end(tmp_path):
+    """Two trials through Ray Tune with resources from trial_resources (a placement group with memory)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import uuid
+
+    (tmp_path / "spec.yaml").write_text(SWEEP_SPEC.format(name=uuid.uuid4().hex[:8]))
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "MLFLOW_TRACKING_URI")}
+    env.update(RAY_AUTH_MODE="disabled", MLFLOW_DISABLE_TELEMETRY="true")
+    proc = subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "metasweep"), "run", "spec.yaml",
+                             "--tracking-uri", f"sqlite:///{tmp_path}/m/mlflow.db", "--num-cpus", "2"], cwd=tmp_path,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=240)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)  # the group this test started
+        out, err = proc.communicate()
+        pytest.fail(f"sweep did not end within 240 s:\n{err[-3000:]}")
+    assert proc.returncode == 0, err[-3000:]
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert (summary["trials"], summary["finished"], summary["failed"]) == (2, 2, 0)

@@ -4,7 +4,8 @@ Plugged in through :data:`sweeps.cli.CLI_ALGORITHMS`. Options (besides the share
 ``--iterations/-T`` = inner steps T, ``--eval-every`` = evaluate every k outer iterations, ``--curve``):
 ``--step`` (inner step alpha, shared with projected-q-ascent), ``--outer-iterations`` M,
 ``--outer-step`` beta, ``--held-out`` (games the initialisations are evaluated on; default: the
-training games, labelled ``held_out: false``). Nothing heavy is imported at module level.
+training games, labelled ``held_out: false``), ``--init-out`` (the learned initialisation's policy).
+Nothing heavy is imported at module level.
 """
 
 from __future__ import annotations
@@ -40,6 +41,9 @@ def add_options(parser: argparse.ArgumentParser, command: str) -> None:
     parser.add_argument("--held-out", nargs="+", metavar="G.npz",
                         help="maml: held-out games on which both initialisations are adapted and evaluated "
                              "(default: the training games)")
+    parser.add_argument("--init-out", metavar="P.npz",
+                        help="maml: write the learned initialisation's softmax policy (policy .npz, policy_i (H, S, A_i)), "
+                             "usable as --init of solve")
 
 
 def solve(args) -> dict:
@@ -80,6 +84,12 @@ def meta(args) -> dict:
     res = run_maml(train, test, args.iterations, args.step, args.outer_iterations, args.outer_step,
                    eval_every=args.eval_every or 1)
     write_curves(args.curve, concat_curves(curve_tables(res)))
+    if args.init_out:
+        from solvers.maml import softmax_policies
+        from solvers.nplayer import save_policies
+
+        g = train[0]
+        save_policies(args.init_out, softmax_policies(res.theta, g.horizon, g.num_states, g.actions))
     summary = {
         "algorithm": "maml",
         "K": len(train),
@@ -92,6 +102,7 @@ def meta(args) -> dict:
         **res.summary(),
         "kernel_seconds": res.kernel_seconds,
         "curve": args.curve,
+        "init_out": args.init_out,
     }
     log.info("maml: ||grad F_T|| %.3g -> %.3g, held-out gap uniform %.4g vs maml %.4g", res.grad_norm[0],
              res.grad_norm[-1], float(np.mean(res.uniform.gap)), float(np.mean(res.meta[-1].gap)))

@@ -6,7 +6,8 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from solvers.nplayer import save_markov_game
+from solvers import maml
+from solvers.nplayer import load_markov_game, load_policies, save_markov_game
 from sweeps.cli import main
 from tests.test_maml import paper_potential, random_potential_game
 
@@ -32,7 +33,7 @@ def test_meta_maml_summary_and_curves(games, tmp_path, capsys):
     curve = tmp_path / "c.parquet"
     code, out, err = _run(["meta", "--algorithm", "maml", "--games", *games[:3], "--held-out", *games[3:], "-T", "2",
                            "--step", "0.1", "--outer-iterations", "6", "--outer-step", "0.5", "--eval-every", "3",
-                           "--curve", str(curve)], capsys)
+                           "--curve", str(curve), "--init-out", str(tmp_path / "init.npz")], capsys)
     assert code == 0, err
     summary = json.loads(out.strip().splitlines()[-1])
     assert summary["algorithm"] == "maml" and summary["K"] == 3 and summary["K_held_out"] == 2
@@ -51,6 +52,13 @@ def test_meta_maml_summary_and_curves(games, tmp_path, capsys):
     np.testing.assert_allclose(m0["gap"].to_numpy(), i0["gap"].to_numpy(), atol=1e-14)
     last = table[table.iteration == 6]
     assert last[last.method == "meta"]["gap"].mean() == pytest.approx(summary["meta"]["gap"])
+    # the learned initialisation, as a policy file: adapting from it reproduces the held-out potential
+    game = load_markov_game(games[3])
+    init = load_policies(tmp_path / "init.npz", game)
+    theta = np.concatenate([np.log(p).ravel() for p in init])  # softmax(log p) = p
+    _, pT, _ = maml.adapt(theta, game, 2, 0.1)
+    meta_last = last[(last.method == "meta") & (last.game == 0)]
+    assert pT.value == pytest.approx(meta_last["potential"].iloc[0], abs=1e-9)
 
 
 @pytest.mark.parametrize("extra,message", [

@@ -100,7 +100,26 @@ def _open_tracking(uri: str):
         client.search_experiments(max_results=1)
     except Exception as exc:  # any failure to reach the store is the user's configuration
         raise SweepError(f"cannot use MLflow tracking URI {uri!r}: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}") from None
+    if uri.startswith("sqlite:///"):
+        _use_wal(uri[len("sqlite:///"):])
     return client
+
+
+def _use_wal(path: str) -> None:
+    """Put a local SQLite store in write-ahead-log mode (a setting of the file, kept for every process).
+
+    With the default rollback journal every commit of every trial costs several fsyncs; in WAL mode
+    one (``synchronous`` stays FULL: no durability is given up). Measured with MLflow's own client,
+    one trial's create_run + log_batch + log_metric + set_terminated: 1.4-1.8x faster (docs/benchmarks.md).
+    WAL needs every writer on the same host, which a ``sqlite:///`` store already assumes.
+    """
+    import sqlite3
+
+    try:
+        with sqlite3.connect(path, timeout=30) as conn:
+            conn.execute("PRAGMA journal_mode=WAL")
+    except sqlite3.Error as exc:  # e.g. a store on a file system without shared memory: keep the default
+        log.warning("SQLite store %s stays in rollback-journal mode (%s)", path, exc)
 
 
 def _probe_ray_address(address: str | None, timeout: float = 5.0) -> None:

@@ -87,6 +87,26 @@ def curves_by_config(client, children, dest) -> dict:
     return out
 
 
+def _processes_under(state: str) -> list:
+    """Live processes whose working directory or command line is inside ``state``."""
+    found = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat") as fh:
+                if fh.read().rsplit(")", 1)[1].split()[0] == "Z":
+                    continue
+            with open(f"/proc/{name}/cmdline", "rb") as fh:
+                cmd = fh.read().replace(b"\0", b" ").decode(errors="replace")
+            cwd = os.readlink(f"/proc/{name}/cwd")
+        except OSError:
+            continue
+        if state in cmd or cwd == state or cwd.startswith(state + os.sep):
+            found.append((int(name), cmd[:120]))
+    return found
+
+
 # ----------------------------------------------------------------------------- fixtures
 
 
@@ -106,7 +126,8 @@ def cluster():
         down = harness("down", "--state-dir", state)
         assert down.returncode == 0, down.stderr
         after = harness("status", "--state-dir", state)
-        assert after.returncode == 1  # nothing left running
+        assert after.returncode == 1  # nothing left running ...
+        assert _processes_under(state) == []  # ... not even a Ray helper or worker
         shutil.rmtree(state, ignore_errors=True)
 
 

@@ -414,6 +414,7 @@ def test_spec_and_trial(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:The ``noload`` loader strategy:DeprecationWarning")  # MLflow 3.17 on SQLAlchemy 2.1
 def test_goofspiel_sweep_end_to_end(tmp_path):
     """One 2-trial sweep of the shipped spec's game on a real local Ray, tracked in MLflow (SQLite)."""
     from mlflow.tracking import MlflowClient

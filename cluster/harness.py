@@ -37,17 +37,20 @@ MLflow server on it (``cluster/mlflow_server.py``: one worker, ``--serve-artifac
 start --address=HEAD --block``), each Ray node in its own session (process group) and with every
 port it opens chosen free beforehand (GCS, dashboard, client server, node manager, object
 manager, dashboard agent, metrics, runtime-env agent), all on 127.0.0.1, no dashboard UI.
-Every Ray process gets an explicit ``RAY_AUTH_MODE`` (``../shared/design/STACK.md``: an explicit mode
-in every process that starts or joins a cluster), ``disabled`` unless ``--ray-auth token``. It prints one JSON
-line: ``{"address": "127.0.0.1:P", "tracking_uri": "http://127.0.0.1:M", "env": {...}, "nodes": [...], ...}``;
-each node's entry has its Ray ``node_id`` (``up`` waits until the GCS lists it alive); then
-``metasweep run SPEC --address 127.0.0.1:P --tracking-uri http://127.0.0.1:M`` (with
-``env`` in its environment: ``RAY_AUTH_MODE=disabled`` by default) runs a sweep on it. If any component fails, what was
-already started is stopped again; exit 1 with one line ``harness: error: ...``.
+Every Ray process gets an explicit ``RAY_AUTH_MODE`` (``../shared/design/STACK.md``: an explicit
+mode in every process that starts or joins a cluster), ``disabled`` unless ``--ray-auth token``.
+It prints one JSON line: ``{"address": "127.0.0.1:P", "tracking_uri": "http://127.0.0.1:M",
+"env": {...}, "nodes": [...], ...}``; each node's entry has its Ray ``node_id`` (``up`` waits until
+the GCS lists it alive); then ``metasweep run SPEC --address 127.0.0.1:P --tracking-uri
+http://127.0.0.1:M`` with ``env`` in its environment (``RAY_AUTH_MODE=disabled`` by default) runs
+a sweep on it. If any component fails, what was already started is stopped again; exit 1 with one
+line ``harness: error: ...``.
 
-``down`` stops the Ray worker nodes, then the head (SIGTERM to each node's process group, SIGKILL
-after ``--timeout``; only a PID whose start time and command line match what ``up`` recorded is
-signalled), then the MLflow server and PostgreSQL by their scripts (by PID). ``status`` prints one
+``down`` stops the Ray worker nodes, then the head: SIGTERM to each node's process group, SIGKILL
+of what is left once only ``ray start`` remains or after ``--timeout``, then SIGKILL of any
+descendant still running (Ray workers run in sessions of their own); only a PID whose start time,
+command line and working directory match what ``up`` recorded is signalled. Then the MLflow server
+and PostgreSQL, by their scripts (by PID). ``status`` prints one
 JSON line and exits 0 if everything ``up`` started is alive, 1 otherwise. Bad arguments: one line
 ``harness: error: ...``, exit 2, nothing started.
 """

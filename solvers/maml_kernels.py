@@ -45,16 +45,22 @@ def _softmax_policy(theta, actions, sig):
 
 @njit(cache=True)
 def _joint_policy(sig, adec, pi):
-    """Fill ``pi[h, s, j] = prod_i sig[i, h, s, a_i(j)]``."""
+    """Fill ``pi[h, s, j] = prod_i sig[i, h, s, a_i(j)]``: per (h, s) the C-order outer product, built in
+    place one player at a time (entry k of the first i players' product spreads to k A_i + a, which
+    never overwrites an entry not yet read when k runs downwards)."""
     N, H, S, _ = sig.shape
-    J = adec.shape[0]
     for h in range(H):
         for s in range(S):
-            for j in range(J):
-                p = 1.0
-                for i in range(N):
-                    p *= sig[i, h, s, adec[j, i]]
-                pi[h, s, j] = p
+            row = pi[h, s]
+            row[0] = 1.0
+            size = 1
+            for i in range(N):
+                Ai = adec[adec.shape[0] - 1, i] + 1  # the last joint action plays A_i - 1 for every i
+                for k in range(size - 1, -1, -1):
+                    base = row[k]
+                    for a in range(Ai - 1, -1, -1):
+                        row[k * Ai + a] = base * sig[i, h, s, a]
+                size *= Ai
 
 
 @njit(cache=True)
@@ -272,11 +278,18 @@ def _tangent_directions(u, sig, pi, adec, actions, cen, pidot):
                     cen[i, h, s, a] = u[i, h, s, a] - m
     for h in range(H):
         for s in range(S):
+            row = pidot[h, s]  # first sum_i cen_i(a_i) over joint actions, built in place as in _joint_policy
+            row[0] = 0.0
+            size = 1
+            for i in range(N):
+                Ai = actions[i]
+                for k in range(size - 1, -1, -1):
+                    base = row[k]
+                    for a in range(Ai - 1, -1, -1):
+                        row[k * Ai + a] = base + cen[i, h, s, a]
+                size *= Ai
             for j in range(J):
-                c = 0.0
-                for i in range(N):
-                    c += cen[i, h, s, adec[j, i]]
-                pidot[h, s, j] = pi[h, s, j] * c
+                row[j] *= pi[h, s, j]
 
 
 @njit(cache=True)

@@ -142,17 +142,23 @@ def child(S: int, T: int, reps: int, dense: bool) -> dict:
     nu = np.full((H, S, B), 1.0 / B)
     evaluate_policy(game, mu, nu)
     times = {name: [] for name in fns}
-    t_evals, outs, loads = [], {}, []
+    cpu = {name: [] for name in fns}
+    t_evals, c_evals, outs, loads = [], [], {}, []
     for _ in range(reps):
         with _OtherLoad() as load:
-            te = time.perf_counter()
+            te, ce = time.perf_counter(), time.process_time()
             evaluate_policy(game, mu, nu)
             t_evals.append(time.perf_counter() - te)
+            c_evals.append(time.process_time() - ce)
             for name, fn in fns.items():
-                ts = time.perf_counter()
+                ts, cs = time.perf_counter(), time.process_time()
                 outs[name] = fn()
                 times[name].append(time.perf_counter() - ts)
+                cpu[name].append(time.process_time() - cs)
+                outs[name] = outs[name].gap  # keep only the curve (the policies would inflate the peak)
         loads.append(load.share)
+    row["cpu_s"] = cpu
+    row["eval_one_cpu_s"] = statistics.median(c_evals)
     t_eval = statistics.median(t_evals)
     row["eval_one_s"] = t_eval
     row["times_s"] = times
@@ -164,12 +170,14 @@ def child(S: int, T: int, reps: int, dense: bool) -> dict:
         row["sparse_iters_per_s_noeval"] = T / med["sparse_noeval"]
         row["dense_iters_per_s_eval1"] = T / med["dense_eval1"]
         row["sparse_iters_per_s_eval1"] = T / med["sparse_eval1"]
-        row["max_abs_diff_gap"] = float(np.max(np.abs(outs["dense_eval1"].gap - outs["sparse_eval1"].gap)))
+        row["max_abs_diff_gap"] = float(np.max(np.abs(outs["dense_eval1"] - outs["sparse_eval1"])))
     else:
         row["iters_per_s_noeval"] = T / max(med["noeval"] - t_eval, 1e-12)
         row["iters_per_s_eval10"] = T / med["eval10"]
         row["iters_per_s_eval1"] = T / med["eval1"]
-        row["final_gap"] = float(outs["eval1"].gap[-1])
+        row["final_gap"] = float(outs["eval1"][-1])
+        # CPU seconds (all threads) per iteration: less sensitive to other load than wall time
+        row["cpu_per_iter_noeval_s"] = max(statistics.median(cpu["noeval"]) - row["eval_one_cpu_s"], 0.0) / T
         row["rss_peak_bytes"] = _status("VmHWM")  # before the limit probes allocate their own arrays
         lim = _machine_limits()
         cells = H * S
@@ -186,10 +194,32 @@ def child(S: int, T: int, reps: int, dense: bool) -> dict:
     return row
 
 
-def _run_child(S, T, reps, dense) -> dict:
+def memory_child(S: int, T: int) -> dict:
+    """Peak resident memory of: generate the game, one solve (evaluation every 10 iterations), nothing else."""
+    import numpy as np
+
+    from solvers.algorithm1 import solve
+    from solvers.generators import random_sparse_zero_sum_game
+
+    rss0 = _status("VmRSS")
+    game = random_sparse_zero_sum_game(H, S, (A, B), K_SUCC, np.random.default_rng(S))
+    rss_game = _status("VmRSS")
+    res = solve(game, T, ETA, eval_every=10, store_hindsight=False)
+    peak = _status("VmHWM")
+    cells = H * S
+    state = 8 * cells * (A * B + 2 * (A + B)) + 8 * (cells + S) + 2 * 8 * cells * (A + B) + 2 * 8 * S * 3
+    return {"S": S, "T": T, "game_bytes": game.nbytes, "rss_baseline_bytes": rss0, "rss_after_game_bytes": rss_game,
+            "rss_peak_bytes": peak, "state_bytes_expected": state, "peak_over_game": peak / game.nbytes,
+            "peak_minus_baseline_over_game": (peak - rss0) / game.nbytes,
+            "solve_extra_over_expected_state": (peak - rss_game) / state, "final_gap": float(res.gap[-1])}
+
+
+def _run_child(S, T, reps, dense, memory=False) -> dict:
     cmd = [sys.executable, os.path.abspath(__file__), "--child", str(S), "--iterations", str(T), "--reps", str(reps)]
     if dense:
         cmd.append("--dense")
+    if memory:
+        cmd.append("--memory")
     out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": ROOT})
     if out.returncode != 0:
         raise RuntimeError(f"case S={S} failed:\n{out.stderr[-3000:]}")
@@ -212,6 +242,7 @@ def _print(row):
     print(f"  S={row['S']:<8} it/s: no eval {row['iters_per_s_noeval']:8.2f}  eval/10 {row['iters_per_s_eval10']:8.2f}  "
           f"eval/1 {row['iters_per_s_eval1']:8.2f}  one eval {row['eval_one_s'] * 1e3:8.1f} ms | {load}", flush=True)
     print(f"    {mem}", flush=True)
+    print(f"    CPU time (all threads) per iteration without evaluation {row['cpu_per_iter_noeval_s'] * 1e3:.1f} ms", flush=True)
     print(f"    limit/iter: {lim['bytes_per_iter'] / 1e9:.3f} GB at {lim['bandwidth_Bps'] / 1e9:.1f} GB/s = "
           f"{lim['t_bytes_s'] * 1e3:.1f} ms, {lim['exps_per_iter'] / 1e6:.1f} M exps at {lim['exp_s'] * 1e9:.2f} ns = "
           f"{lim['t_exps_s'] * 1e3:.1f} ms; measured {lim['t_measured_s'] * 1e3:.1f} ms/iter -> {100 * lim['fraction']:.0f}% of the limit",
@@ -228,9 +259,13 @@ def main(argv=None):
     ap.add_argument("--out", help="write all rows as JSON")
     ap.add_argument("--child", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--dense", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--memory", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
-        print(json.dumps(child(args.child, args.iterations, args.reps, args.dense)))
+        if args.memory:
+            print(json.dumps(memory_child(args.child, args.iterations)))
+        else:
+            print(json.dumps(child(args.child, args.iterations, args.reps, args.dense)))
         return
     from benchmarks._common import cpu_model, dirty, git
 
@@ -245,11 +280,20 @@ def main(argv=None):
             row["round"] = r
             rows.append(row)
             _print(row)
+    print("peak memory (fresh process: generate the game, one solve with T iterations, evaluation every 10):")
+    for S in args.states:
+        m = _run_child(S, args.iterations, 1, False, memory=True)
+        rows.append({"memory": m})
+        gib = 2**30
+        print(f"  S={S:<8} game {m['game_bytes'] / gib:.3f} GiB  baseline {m['rss_baseline_bytes'] / gib:.3f}  "
+              f"after game {m['rss_after_game_bytes'] / gib:.3f}  peak {m['rss_peak_bytes'] / gib:.3f} GiB  "
+              f"peak/game {m['peak_over_game']:.2f}  (peak-baseline)/game {m['peak_minus_baseline_over_game']:.2f}  "
+              f"solve's own (peak - after game) / expected work arrays {m['solve_extra_over_expected_state']:.2f}", flush=True)
     print("medians over rounds:")
     for S, dense in cases:
-        rs = [x for x in rows if x["S"] == S and ("dense_iters_per_s_noeval" in x) == dense]
+        rs = [x for x in rows if x.get("S") == S and ("dense_iters_per_s_noeval" in x) == dense]
         keys = (["dense_iters_per_s_noeval", "sparse_iters_per_s_noeval", "dense_iters_per_s_eval1", "sparse_iters_per_s_eval1"]
-                if dense else ["iters_per_s_noeval", "iters_per_s_eval10", "iters_per_s_eval1"])
+                if dense else ["iters_per_s_noeval", "iters_per_s_eval10", "iters_per_s_eval1", "cpu_per_iter_noeval_s"])
         med = {k: statistics.median(x[k] for x in rs) for k in keys + ["peak_over_game", "peak_minus_baseline_over_game"]}
         loads = [s for x in rs for s in x["other_load_shares"]]
         print(f"  S={S:<8} {'dense-vs-sparse ' if dense else ''}" + "  ".join(f"{k} {v:.2f}" for k, v in med.items())

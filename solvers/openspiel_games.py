@@ -70,6 +70,7 @@ __all__ = [
     "pad_horizon",
     "perturb_imported",
     "perturb_parameters",
+    "parse_param_sigma",
     "openspiel_family",
     "DEFAULT_MAX_STATES",
     "DEFAULT_MAX_HISTORIES",
@@ -489,6 +490,23 @@ def perturb_parameters(game, param_sigma: dict, rng: np.random.Generator):
             raise GameError(f"the standard deviation of parameter {name} must be a finite number >= 0, got {s!r}")
         values[name] = params[name] + float(s) * rng.normal()
     return pyspiel.load_game(game.get_type().short_name, {**params, **values}), values
+
+
+def parse_param_sigma(items) -> dict | None:
+    """``["NAME=SIGMA", ...]`` (the spec's ``param_sigma`` and ``--param-sigma``) as {NAME: SIGMA}; None if empty."""
+    if not items:
+        return None
+    out = {}
+    for item in items:
+        name, sep, value = str(item).partition("=")
+        try:
+            sigma = float(value)
+        except ValueError:
+            sigma = float("nan")
+        if not sep or not name.strip() or not 0 <= sigma < float("inf"):
+            raise GameError(f"a parameter perturbation is NAME=SIGMA with SIGMA a finite number >= 0, got {item!r}")
+        out[name.strip()] = sigma
+    return out
 
 
 @functools.lru_cache(maxsize=8)

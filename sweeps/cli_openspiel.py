@@ -41,19 +41,13 @@ def add_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _param_sigma(items) -> dict | None:
-    if not items:
-        return None
-    out = {}
-    for item in items:
-        name, sep, value = item.partition("=")
-        try:
-            sigma = float(value)
-        except ValueError:
-            sigma = float("nan")
-        if not sep or not name or not sigma >= 0 or sigma == float("inf"):
-            raise UsageError(f"--param-sigma takes NAME=SIGMA with SIGMA a finite number >= 0, got {item!r}")
-        out[name] = sigma
-    return out
+    from solvers.games import GameError
+    from solvers.openspiel_games import parse_param_sigma
+
+    try:
+        return parse_param_sigma(items)
+    except GameError as exc:
+        raise UsageError(f"--param-sigma: {exc}") from None
 
 
 def make_games(args) -> list:

@@ -229,13 +229,32 @@ def _openspiel_loadable(v) -> bool:
     return True
 
 
+def _param_sigma_ok(v) -> bool:
+    if v is None:
+        return True
+    if not isinstance(v, list) or not v or not all(isinstance(x, str) for x in v):
+        return False
+    from solvers.games import GameError
+    from solvers.openspiel_games import parse_param_sigma
+
+    try:
+        parse_param_sigma(v)
+    except GameError:
+        return False
+    return True
+
+
 register_family(Family("openspiel", {
     "game": Param("str", _openspiel_loadable, "an OpenSpiel load string of a perfect-information game that open_spiel "
                   "loads (the openspiel extra: pip install -e '.[openspiel]')", required=True),
     "max_states": Param("int", lambda v: is_int(v) and v >= 2, "an integer >= 2", default=10_000),
     "max_histories": Param("int", lambda v: is_int(v) and v >= 2, "an integer >= 2", default=2_000_000),
-}, "an imported OpenSpiel game (solvers.openspiel_games; H >= its horizon, padded with absorbing steps) with perturbed rewards"))
-register_algorithm(replace(ALGORITHMS["optimistic-mwu"], families=(*ALGORITHMS["optimistic-mwu"].families, "openspiel")))
+    "param_sigma": Param("list", _param_sigma_ok, "null or a list of 'NAME=SIGMA' (a real-valued parameter of the game "
+                         "and the std of its N(0, SIGMA^2) perturbation, SIGMA >= 0)"),
+}, "an imported OpenSpiel game (solvers.openspiel_games; H >= its horizon, padded with absorbing steps) with perturbed "
+   "rewards (and parameters)"))
+for _name in ("optimistic-mwu", "omwu-cce"):  # zero-sum games for Algorithm 1; any game (N from the game) for Algorithm 2
+    register_algorithm(replace(ALGORITHMS[_name], families=(*ALGORITHMS[_name].families, "openspiel")))
 
 
 # ----------------------------------------------------------------------------- large sparse zero-sum games (issue 9)

@@ -125,7 +125,7 @@ def run_trial(config: dict, settings: TrialSettings) -> TrialOutput:
     K, H, T, eta = int(config["K"]), int(config["H"]), int(config["T"]), float(config["eta"])
     alpha = default_alpha(K) if config.get("alpha") is None else float(config["alpha"])
     if settings.family == "openspiel":  # an imported OpenSpiel game (solvers.openspiel_games)
-        games = _openspiel_games(config, settings)
+        games = openspiel_games(config, settings)
     else:
         sparse_opts = {k: v for k, v in settings.game.items() if k in ("successors", "pot_levels")}
         games = game_family(settings.family, K, float(config["sigma"]), H, int(config["seed"]), settings.states, settings.actions,
@@ -166,16 +166,28 @@ def run_trial(config: dict, settings: TrialSettings) -> TrialOutput:
     return out
 
 
-def _openspiel_games(config: dict, settings: TrialSettings) -> list:
-    """K perturbed copies of the spec's OpenSpiel game, padded to H (:func:`solvers.openspiel_games.openspiel_family`)."""
+def openspiel_games(config: dict, settings: TrialSettings) -> list:
+    """K perturbed copies of the spec's OpenSpiel game, padded to H (:func:`solvers.openspiel_games.openspiel_family`).
+
+    Algorithm 1 (this module) needs a two-player zero-sum game; other algorithms get every game as a
+    :class:`solvers.nplayer.MarkovGame` (zero-sum ones lifted to (r, -r)) and ``players`` must be null or its N.
+    """
     from solvers.games import GameError, ZeroSumGame
-    from solvers.openspiel_games import openspiel_family
+    from solvers.nplayer import MarkovGame
+    from solvers.openspiel_games import openspiel_family, parse_param_sigma
 
     opts = settings.game
     games = openspiel_family(opts["game"], int(config["K"]), float(config["sigma"]), int(config["H"]), int(config["seed"]),
-                             max_states=opts["max_states"], max_histories=opts["max_histories"])
-    if not isinstance(games[0], ZeroSumGame):
-        raise GameError(f"{opts['game']}: algorithm {settings.algorithm} needs a two-player zero-sum game")
+                             max_states=opts["max_states"], max_histories=opts["max_histories"],
+                             param_sigma=parse_param_sigma(opts.get("param_sigma")))
+    if settings.algorithm == "optimistic-mwu":
+        if not isinstance(games[0], ZeroSumGame):
+            raise GameError(f"{opts['game']}: algorithm {settings.algorithm} needs a two-player zero-sum game")
+        return games
+    games = [MarkovGame.from_zero_sum(g) if isinstance(g, ZeroSumGame) else g for g in games]
+    players = config.get("players")
+    if players is not None and int(players) != games[0].num_players:
+        raise GameError(f"{opts['game']} has {games[0].num_players} players; players must be null or {games[0].num_players}")
     return games
 
 

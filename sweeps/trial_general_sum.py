@@ -62,6 +62,10 @@ def make_games(config: dict, settings: TrialSettings) -> list:
     from solvers.general_sum_games import general_sum_family
 
     game = settings.game
+    if settings.family == "openspiel":  # an imported OpenSpiel game (solvers.openspiel_games)
+        from sweeps.trial import openspiel_games
+
+        return openspiel_games(config, settings)
     kwargs = {}
     if settings.family == "random-general-sum":
         kwargs = dict(players=players_of(config, settings), num_states=int(game.get("states", 2)),

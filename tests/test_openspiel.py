@@ -413,6 +413,29 @@ def test_spec_and_trial(tmp_path):
         run_trial(config, general)
 
 
+def test_general_sum_trial_and_parameter_perturbation_in_specs():
+    """algorithm omwu-cce on the openspiel family: N from the game (players null or N), param_sigma from the spec."""
+    import sweeps.trial_general_sum as tgs
+    from sweeps.spec import SpecError, parse_spec
+    from sweeps.trial import TrialSettings
+
+    raw = {"experiment": "x", "algorithm": "omwu-cce", "search_space": {"K": 2, "H": 3, "T": 10, "sigma": 0.01},
+           "game": {"family": "openspiel", "game": PATHFINDING, "param_sigma": ["step_reward=0.05"]}}
+    spec = parse_spec(raw)
+    settings = TrialSettings.from_spec(spec)
+    config = {k: p.values[0] for k, p in spec.params.items()}
+    games = tgs.make_games(config, settings)
+    expected = openspiel_family(PATHFINDING, 2, 0.01, 3, 0, param_sigma={"step_reward": 0.05})
+    assert all(np.array_equal(g.rewards, e.rewards) for g, e in zip(games, expected))
+    three = TrialSettings.from_spec(parse_spec(dict(raw, game={"family": "openspiel", "game": OTHERS[0]})))
+    out = tgs.run_trial(config, three)
+    assert out.scalars["players_used"] == 3 and np.isfinite(out.scalars["final_gap/meta"])
+    with pytest.raises(GameError, match="players must be null or 3"):
+        tgs.make_games(dict(config, players=2), three)
+    with pytest.raises(SpecError, match="game.param_sigma: must be null or a list of 'NAME=SIGMA'"):
+        parse_spec(dict(raw, game=dict(raw["game"], param_sigma=["step_reward"])))
+
+
 @pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:The ``noload`` loader strategy:DeprecationWarning")  # MLflow 3.17 on SQLAlchemy 2.1
 def test_goofspiel_sweep_end_to_end(tmp_path):

@@ -13,7 +13,7 @@ COPY --chown=ray:users tracking ./tracking
 COPY --chown=ray:users cluster ./cluster
 # the pinned project (its ray pin is the base image's Ray) with psycopg 3 for the PostgreSQL store;
 # folders that named volumes mount over are created here so the volumes belong to `ray`
-RUN pip install --no-cache-dir ".[postgres]" \
+RUN pip install --no-cache-dir ".[postgres,openspiel]" \
  && python -c "import ray, sweeps.cli; assert ray.__version__ == '2.60.0', ray.__version__" \
  && mkdir -p /home/ray/work/runs /home/ray/work/specs /home/ray/mlartifacts /home/ray/.cache/numba
 ENV RAY_USAGE_STATS_ENABLED=0 \

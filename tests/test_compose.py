@@ -220,7 +220,7 @@ def test_dockerfile_is_the_official_ray_image_with_the_project():
     assert lines[0] == f"FROM rayproject/ray:{_ray_version()}-py311-cpu"
     copied = {shlex.split(line)[-2].split("/")[0] for line in lines if line.startswith("COPY")}
     assert {"solvers", "sweeps", "tracking", "cluster"} <= copied
-    assert any("pip install" in line and '".[postgres]"' in line for line in lines)
+    assert any("pip install" in line and '".[postgres,openspiel]"' in line for line in lines)
     assert not any(line.startswith("ENTRYPOINT") for line in lines)  # the launcher and KubeRay run `ray start`
     users = [line.split()[1] for line in lines if line.startswith("USER ")]
     assert users and users[-1] == "ray"  # not root

@@ -95,6 +95,8 @@ THEORIES = (
 
 #: Params that identify a run's replicate, not its setting.
 REPLICATE_PARAMS = ("seed",)
+#: Curves per rate figure (settings evenly spread), at most.
+RATE_FIGURE_CURVES = 6
 #: x-axis label of the curves of an algorithm (default "iteration t").
 XLABEL = {"maml": "outer iteration k (MAML initialisation)"}
 
@@ -125,6 +127,13 @@ def _groups(runs: list[RunRecord], exclude=REPLICATE_PARAMS) -> dict:
     for r in runs:
         out[setting_of(r, exclude)].append(r)
     return dict(sorted(out.items(), key=lambda kv: str(kv[0])))
+
+
+def _spread(items: list, n: int) -> list:
+    """n items evenly spread over the list (all of them if there are at most n)."""
+    if len(items) <= n:
+        return items
+    return [items[i] for i in np.unique(np.round(np.linspace(0, len(items) - 1, n)).astype(int))]
 
 
 def _ok_runs(runs):
@@ -296,9 +305,11 @@ SIMILARITY_FREE = ("seed", "sigma")
 
 
 def analyse_similarity(runs: list[RunRecord], confidence: float = 0.95) -> tuple[list[dict], dict]:
-    """Per meta theorem: the meta/individual gap ratio against Delta/K, over the runs inside the theorem's
-    conditions (all runs if none is): a fixed-effects OLS (:func:`tracking.rates.fit_linear`) with one
-    group per setting of the params other than seed and sigma, so that H, eta, T, K... do not confound it."""
+    """Per meta theorem: the meta/individual gap ratio against Delta/K (the theorem's similarity, measured
+    from the meta chain's best responses) and against sigma (the perturbation that makes the games differ),
+    over the runs inside the theorem's conditions (all runs if none is). Each is a fixed-effects OLS
+    (:func:`tracking.rates.fit_linear`) with one group per setting of the params other than seed and sigma,
+    so that H, eta, T, K... do not confound it. The theorems predict a ratio that grows with both."""
     rows, points = [], {}
     runs = _ok_runs(runs)
     for th in THEORIES:
@@ -310,31 +321,34 @@ def analyse_similarity(runs: list[RunRecord], confidence: float = 0.95) -> tuple
         key_m, key_i = f"{th.final_key}/meta", f"{th.final_key}/individual"
         inside = [r for r in mine if r.metrics.get(th.conditions_key) == 1.0]
         scope = "runs inside the conditions" if inside else "all runs (none inside the conditions)"
-        x, y, groups, missing = [], [], [], 0
-        for r in inside or mine:
-            d, gm, gi, K = r.metrics.get(th.similarity), r.metrics.get(key_m), r.metrics.get(key_i), r.param("K")
-            if d is None or gm is None or gi is None or not gi or not isinstance(K, (int, float)):
-                missing += 1
-                continue
-            x.append(d / K)
-            y.append(gm / gi)
-            groups.append(str(setting_of(r, SIMILARITY_FREE)))
-        points[th.theorem] = (np.array(x), np.array(y))
-        fit = fit_linear(x, y, confidence, groups=groups)
-        if fit is None:
-            verdict = "not enough runs with a finite Delta and both methods"
-        elif fit.ci_low > 0:
-            verdict = "consistent: the ratio grows with Delta/K"
-        elif fit.ci_high < 0:
-            verdict = "CONTRARY: the ratio falls as Delta/K grows"
-        else:
-            verdict = "not resolved (slope CI contains 0)"
-        rows.append({"theorem": th.theorem, "algorithm": th.algorithm, "scope": scope, "groups": len(set(groups)),
-                     "x": f"{th.similarity} / K",
-                     "y": f"{key_m} / {key_i}", "runs": len(x), "missing": missing,
-                     "slope": fit.slope if fit else float("nan"), "ci_low": fit.ci_low if fit else float("nan"),
-                     "ci_high": fit.ci_high if fit else float("nan"), "spearman_rho": fit.rho if fit else float("nan"),
-                     "intercept": fit.intercept if fit else float("nan"), "verdict": verdict})
+        xs = {f"{th.similarity} / K": lambda r: _num(r.metrics.get(th.similarity)) / _num(r.param("K")),
+              "sigma": lambda r: _num(r.param("sigma"))}
+        for xname, xof in xs.items():
+            x, y, groups, missing = [], [], [], 0
+            for r in inside or mine:
+                gm, gi, xv = r.metrics.get(key_m), r.metrics.get(key_i), xof(r)
+                if gm is None or not gi or not math.isfinite(xv):
+                    missing += 1
+                    continue
+                x.append(xv)
+                y.append(gm / gi)
+                groups.append(str(setting_of(r, SIMILARITY_FREE)))
+            if xname != "sigma":
+                points[th.theorem] = (np.array(x), np.array(y))
+            fit = fit_linear(x, y, confidence, groups=groups)
+            if fit is None:
+                verdict = f"not enough runs with a finite {xname}, both methods and spread within a setting"
+            elif fit.ci_low > 0:
+                verdict = f"consistent: the ratio grows with {xname}"
+            elif fit.ci_high < 0:
+                verdict = f"CONTRARY: the ratio falls as {xname} grows"
+            else:
+                verdict = "not resolved (slope CI contains 0)"
+            rows.append({"theorem": th.theorem, "algorithm": th.algorithm, "scope": scope, "groups": len(set(groups)),
+                         "x": xname, "y": f"{key_m} / {key_i}", "runs": len(x), "missing": missing,
+                         "slope": fit.slope if fit else float("nan"), "ci_low": fit.ci_low if fit else float("nan"),
+                         "ci_high": fit.ci_high if fit else float("nan"), "spearman_rho": fit.rho if fit else float("nan"),
+                         "intercept": fit.intercept if fit else float("nan"), "verdict": verdict})
     return rows, points
 
 
@@ -350,9 +364,9 @@ def _fig_convergence(runs, out_dir, max_settings, notes) -> list[tuple[str, str]
         groups = _groups(rs)
         varying = _varying(rs)
         if len(groups) > max_settings:
-            notes.append(f"{alg}: convergence figures for the first {max_settings} of {len(groups)} settings "
-                         f"(--max-settings)")
-        for i, (setting, group) in enumerate(list(groups.items())[:max_settings]):
+            notes.append(f"{alg}: convergence figures for {max_settings} of {len(groups)} settings, evenly spread "
+                         f"in the sorted list (--max-settings)")
+        for i, (setting, group) in enumerate(_spread(list(groups.items()), max_settings)):
             methods = sorted({k.split("/", 1)[1] for r in group for k in r.histories if k.startswith("gap/")})
             panels = [("K-averaged gap", {m: [r.histories[f"gap/{m}"] for r in group if f"gap/{m}" in r.histories]
                                           for m in methods})]
@@ -455,13 +469,14 @@ def _fig_similarity(points, rows, out_dir) -> list[tuple[str, str]]:
         if th.theorem not in points or len(points[th.theorem][0]) == 0:
             continue
         x, y = points[th.theorem]
-        row = next(r for r in rows if r["theorem"] == th.theorem)
+        row = next(r for r in rows if r["theorem"] == th.theorem and r["x"] != "sigma")
         fit = (row["intercept"], row["slope"]) if math.isfinite(row["slope"]) else None
         title = f"{th.theorem} ({th.algorithm}): meta / individual gap vs Delta/K; slope {row['slope']:.3g}"
         made.append((figs.scatter_figure({"runs": (x, 1.0 / np.where(y > 0, y, np.nan))}, "Delta / K",
                                          "speed-up (individual / meta gap)", title,
                                          os.path.join(out_dir, f"speedup_vs_delta_{th.algorithm}")), title))
-        made.append((figs.scatter_figure({"runs": (x, y)}, "Delta / K", "meta / individual gap", title,
+        made.append((figs.scatter_figure({"runs": (x, y)}, "Delta / K", "meta / individual gap",
+                                         title + " (fixed-effects slope: within settings)",
                                          os.path.join(out_dir, f"ratio_vs_delta_{th.algorithm}"), fit=fit, hline=1.0), title))
     return made
 
@@ -474,7 +489,7 @@ def _fig_rates(fits, out_dir, max_settings) -> list[tuple[str, str]]:
     for theorem, items in by_theorem.items():
         th = next((t for t in THEORIES if theorem.startswith(t.theorem)), None)
         curves = []
-        for label, per_run in items[:max_settings]:
+        for label, per_run in _spread(items, min(max_settings, RATE_FIGURE_CURVES)):
             for r, c, fit in per_run[:1]:  # one seed per setting keeps the figure readable
                 if c is not None:
                     curves.append((label[:60], np.asarray(c[0], float), np.asarray(c[1], float), fit,

@@ -8,6 +8,7 @@ shaded areas. Colours: individual learning blue, dashed; meta-learning red, soli
 from __future__ import annotations
 
 import math
+import textwrap
 
 import numpy as np
 
@@ -27,7 +28,15 @@ def _plt():
     return plt
 
 
+def _wrap(title: str, width: int = 75) -> str:
+    return "\n".join(textwrap.fill(part, width) for part in title.split("\n"))
+
+
 def save(fig, stem: str) -> str:
+    for ax in fig.axes:
+        ax.set_title(_wrap(ax.get_title()), fontsize=9)
+    if fig._suptitle is not None:
+        fig._suptitle.set_text(_wrap(fig._suptitle.get_text(), 110))
     fig.tight_layout()
     fig.savefig(stem + ".png", dpi=110)
     fig.savefig(stem + ".svg")
@@ -176,6 +185,6 @@ def rate_fit_figure(curves: list, title: str, xlabel: str, stem: str) -> str:
     ax.set_xlabel(xlabel)
     ax.set_ylabel("gap")
     ax.set_title(title + "\n(dotted: fitted tail; black dashed: predicted slope)", fontsize=9)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=6, loc="lower left")
     ax.grid(alpha=0.3, which="both")
     return save(fig, stem)

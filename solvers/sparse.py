@@ -283,6 +283,63 @@ def _iterate(Q, log_mu0, log_nu0, mu0, nu0, base_mu, base_nu, reset, eta, mu, nu
                 bad[c] = 1
 
 
+@njit(cache=True)
+def _logistic(x0, x1):
+    """softmax((x0, x1)) as :func:`_softmax` computes it (same operations, so bitwise equal); one exp."""
+    if x1 > x0:
+        e = np.exp(x0 - x1)
+        inv = 1.0 / (1.0 + e)
+        return e * inv, inv
+    e = np.exp(x1 - x0)
+    inv = 1.0 / (1.0 + e)
+    return inv, e * inv
+
+
+@njit(cache=True, parallel=True)
+def _iterate_2x2(Q, log_mu0, log_nu0, mu0, nu0, base_mu, base_nu, reset, eta, mu, nu, d_mu, d_nu, W, n_chunks, bad):
+    """:func:`_iterate` for A = B = 2 with scalars instead of scratch arrays (the same floating-point
+    operations in the same order, so the iterates are bitwise equal; about 1.5-2x faster per cell)."""
+    C = Q.shape[0]
+    for c in prange(n_chunks):
+        for cell in range(c * C // n_chunks, (c + 1) * C // n_chunks):
+            q00 = Q[cell, 0, 0]
+            q01 = Q[cell, 0, 1]
+            q10 = Q[cell, 1, 0]
+            q11 = Q[cell, 1, 1]
+            if reset:
+                e0 = d_nu[cell, 0] + nu0[cell, 0]
+                e1 = d_nu[cell, 1] + nu0[cell, 1]
+                f0 = d_mu[cell, 0] + mu0[cell, 0]
+                f1 = d_mu[cell, 1] + mu0[cell, 1]
+                xa0 = log_mu0[cell, 0] + eta * (0.0 + q00 * e0 + q01 * e1)
+                xa1 = log_mu0[cell, 1] + eta * (0.0 + q10 * e0 + q11 * e1)
+                xb0 = log_nu0[cell, 0] - eta * (0.0 + q00 * f0 + q10 * f1)
+                xb1 = log_nu0[cell, 1] - eta * (0.0 + q01 * f0 + q11 * f1)
+            else:
+                e0 = d_nu[cell, 0]
+                e1 = d_nu[cell, 1]
+                f0 = d_mu[cell, 0]
+                f1 = d_mu[cell, 1]
+                xa0 = base_mu[cell, 0] + eta * (0.0 + q00 * e0 + q01 * e1)
+                xa1 = base_mu[cell, 1] + eta * (0.0 + q10 * e0 + q11 * e1)
+                xb0 = base_nu[cell, 0] - eta * (0.0 + q00 * f0 + q10 * f1)
+                xb1 = base_nu[cell, 1] - eta * (0.0 + q01 * f0 + q11 * f1)
+            pa0, pa1 = _logistic(xa0, xa1)
+            pb0, pb1 = _logistic(xb0, xb1)
+            d_mu[cell, 0] += 2.0 * pa0 - mu[cell, 0]
+            d_mu[cell, 1] += 2.0 * pa1 - mu[cell, 1]
+            d_nu[cell, 0] += 2.0 * pb0 - nu[cell, 0]
+            d_nu[cell, 1] += 2.0 * pb1 - nu[cell, 1]
+            mu[cell, 0] = pa0
+            mu[cell, 1] = pa1
+            nu[cell, 0] = pb0
+            nu[cell, 1] = pb1
+            w = 0.0 + pa0 * (0.0 + q00 * pb0 + q01 * pb1) + pa1 * (0.0 + q10 * pb0 + q11 * pb1)
+            W[cell] += w
+            if not np.isfinite(w):
+                bad[c] = 1
+
+
 @njit(cache=True, parallel=True)
 def _stage_start(mu0, nu0, mu, nu, d_mu, d_nu, W, n_chunks):
     """Reset (line 10): mu, nu <- the stage's initial policies, D <- mu, nu (R = 0), W <- 0; in place."""
@@ -437,8 +494,12 @@ def algorithm1_sparse_kernel(
             W[:C] = 0.0
         for _ in range(stage_len[tau]):
             t += 1
-            _iterate(Q, log_mu0[tau], log_nu0[tau], mu0[tau], nu0[tau], base_mu, base_nu, stage_reset, eta,
-                     mu, nu, d_mu, d_nu, W, scratch, bad)
+            if A == 2 and B == 2:
+                _iterate_2x2(Q, log_mu0[tau], log_nu0[tau], mu0[tau], nu0[tau], base_mu, base_nu, stage_reset, eta,
+                             mu, nu, d_mu, d_nu, W, n_chunks, bad)
+            else:
+                _iterate(Q, log_mu0[tau], log_nu0[tau], mu0[tau], nu0[tau], base_mu, base_nu, stage_reset, eta,
+                         mu, nu, d_mu, d_nu, W, scratch, bad)
             for c in range(n_chunks):
                 if bad[c]:
                     return t

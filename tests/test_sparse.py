@@ -328,3 +328,22 @@ def test_sweep_of_a_sparse_family_end_to_end(tmp_path):
     assert proc.returncode == 0, err[-3000:]
     summary = json.loads(out.strip().splitlines()[-1])
     assert (summary["trials"], summary["finished"], summary["failed"]) == (2, 2, 0)
+
+
+@pytest.mark.parametrize("reset", [True, False])
+def test_two_action_fast_path_is_bitwise_the_generic_step(reset):
+    rng = np.random.default_rng(0)
+    C, S = 300, 60
+    Q = rng.random((C, 2, 2)) * 3
+    log0 = np.log(rng.dirichlet([1, 1], size=C))
+    pol0 = np.exp(log0)
+    base = rng.random((C, 2))
+    state = [rng.dirichlet([1, 1], size=C), rng.dirichlet([1, 1], size=C), rng.random((C, 2)) * 3, rng.random((C, 2)) * 2,
+             np.zeros(C + S)]
+    one, two = [x.copy() for x in state], [x.copy() for x in state]
+    bad = np.zeros(8, dtype=np.int64)
+    sparse._iterate(Q, log0, log0, pol0, pol0, base, base, reset, 0.7, *one, np.empty((8, 8)), bad)
+    sparse._iterate_2x2(Q, log0, log0, pol0, pol0, base, base, reset, 0.7, *two, 8, bad)
+    for a, b in zip(one, two):
+        np.testing.assert_array_equal(a, b)
+    assert not bad.any()

@@ -21,6 +21,7 @@ __all__ = [
     "poker_standin_game",
     "game_family",
     "FAMILIES",
+    "SPARSE_FAMILIES",
 ]
 
 #: Appendix F.1: max-player rewards per state, rows a0, a1, columns b0, b1.
@@ -156,7 +157,9 @@ def _owned_sparse_game(rewards, nxt, prob, s1) -> ZeroSumGame:
     return ZeroSumGame(rewards, None, s1, nxt, prob)
 
 
-FAMILIES = ("paper-zero-sum", "random-zero-sum", "random-sparse", "poker-standin")
+FAMILIES = ("paper-zero-sum", "random-zero-sum")
+#: Families of large games with sparse transitions (issue 9), also accepted by :func:`game_family`.
+SPARSE_FAMILIES = ("random-sparse", "poker-standin")
 
 
 def game_family(
@@ -179,8 +182,8 @@ def game_family(
     one transition kernel (sparse games: the same arrays, not copies). Game k adds N(0, sigma^2) reward noise drawn from child seed k
     of ``SeedSequence(seed)``, so the first k games of a family do not depend on ``count``.
     """
-    if family not in FAMILIES:
-        raise GameError(f"unknown game family '{family}' (choose from {', '.join(FAMILIES)})")
+    if family not in FAMILIES + SPARSE_FAMILIES:
+        raise GameError(f"unknown game family '{family}' (choose from {', '.join(FAMILIES + SPARSE_FAMILIES)})")
     _check_positive_int("count", count)
     _check_sigma(sigma)
     _check_positive_int("horizon", horizon)

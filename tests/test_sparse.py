@@ -347,3 +347,17 @@ def test_two_action_fast_path_is_bitwise_the_generic_step(reset):
     for a, b in zip(one, two):
         np.testing.assert_array_equal(a, b)
     assert not bad.any()
+
+
+@pytest.mark.parametrize("family", ["random-sparse", "poker-standin"])
+def test_sparse_families_are_seeded_prefix_stable_and_share_transitions(family):
+    short = game_family(family, 2, 0.1, 3, 5, 16, (2, 2), successors=3, pot_levels=4)
+    long = game_family(family, 4, 0.1, 3, 5, 16, (2, 2), successors=3, pot_levels=4)
+    other = game_family(family, 2, 0.1, 3, 6, 16, (2, 2), successors=3, pot_levels=4)
+    for a, b in zip(short, long):
+        np.testing.assert_array_equal(a.rewards, b.rewards)
+        np.testing.assert_array_equal(a.transition_next, b.transition_next)
+        np.testing.assert_array_equal(a.transition_prob, b.transition_prob)
+    assert not np.array_equal(short[0].rewards, other[0].rewards)
+    assert len({g.rewards.tobytes() for g in long}) == 4
+    assert all(np.shares_memory(g.transition_prob, long[0].transition_prob) for g in long)

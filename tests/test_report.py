@@ -171,8 +171,6 @@ def test_cli_report_from_outbox_flags_defect(tmp_path, capsys, caplog):
     page = (out / "report.html").read_text()
     assert "DEFECT: 1 run(s) exceed their theorem" in page and "class='defect'" in page
     assert "eta = 0.02 &gt; 1/(8H^2)" in page
-    assert main(["report", sweep, "--source", "outbox", "--out", str(out), "--no-log", "--max-settings", "1"]) == 0
-    capsys.readouterr()
 
 
 def test_cli_report_bad_input(tmp_path, capsys):

@@ -136,6 +136,10 @@ def load_sweep(state: dict, source: str = "auto", tracking_uri: str | None = Non
     if source in ("auto", "mlflow"):
         from .mlflow_runs import client_for
 
+        if uri.startswith(("http://", "https://")):  # an unreachable server costs seconds, not minutes of retries
+            os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+            os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
+            os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
         try:
             client = client_for(uri)
             parent = client.get_run(state["parent_run_id"])

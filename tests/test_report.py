@@ -208,7 +208,7 @@ def small_sweep(mlflow_server, tmp_path_factory):
     cwd = tmp_path_factory.mktemp("report-sweep")
     name = f"report-{uuid.uuid4().hex[:8]}"
     (cwd / "spec.yaml").write_text(SPEC.format(experiment=name))
-    code, out, err = metasweep(["run", "spec.yaml", "--tracking-uri", mlflow_server, "--num-cpus", "2"], cwd, timeout=240)
+    code, out, err = metasweep(["run", "spec.yaml", "--tracking-uri", mlflow_server, "--num-cpus", "1"], cwd, timeout=240)
     assert code == 0, err[-3000:]
     summary = summary_json(out)
     return {"cwd": cwd, "summary": summary, "uri": mlflow_server, "name": name,
@@ -216,12 +216,21 @@ def small_sweep(mlflow_server, tmp_path_factory):
 
 
 def test_report_of_a_real_sweep(small_sweep, tmp_path, capsys):
+    """MLflow's 2 runs plus one trial that only the outbox holds (source auto)."""
     out = tmp_path / "report"
+    extra = _run("outbox_only_7", 0.5, 1.0)
+    box = os.path.join(small_sweep["state_dir"], "outbox", extra.trial_id)
+    os.makedirs(box)
+    with open(os.path.join(box, "record.json"), "w") as fh:
+        json.dump({"run_name": extra.name, "params": extra.params, "scalars": extra.metrics, "tags": {},
+                   "histories": {k: [st.tolist(), v.tolist()] for k, (st, v) in extra.histories.items()}}, fh)
     assert main(["report", small_sweep["state_dir"], "--out", str(out), "--fail-on-defect"]) == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert summary["runs"] == 2 and summary["defects"] == 0
-    # 2 runs x (theorem1 individual, theorem1 meta, theorem2) ratios, all inside the conditions (H = 2, eta = 0.02, reset)
-    assert summary["bounds_checked"] == {"holds": 6, "DEFECT": 0, "outside conditions": 0}
+    assert summary["runs"] == 3 and summary["defects"] == 0
+    assert "1 trial(s) read from the outbox (not yet synced to MLflow)" in summary["notes"]
+    # 2 runs x (theorem1 individual, theorem1 meta, theorem2) + the outbox trial's 2, all inside the conditions
+    # (H = 2, eta = 0.02 <= 1/(8H^2), stage reset)
+    assert summary["bounds_checked"] == {"holds": 8, "DEFECT": 0, "outside conditions": 0}
     for fig in ("convergence_optimistic-mwu_00", "ne_games", "bound_ratios", "rates_Theorem_1", "rates_Theorem_2"):
         assert (out / f"{fig}.png").stat().st_size > 5000 and (out / f"{fig}.svg").read_text().lstrip().startswith("<?xml")
     page = (out / "report.html").read_text()
@@ -237,8 +246,11 @@ def test_report_of_a_real_sweep(small_sweep, tmp_path, capsys):
     for k in kids:
         h = sorted(client.get_metric_history(k.info.run_id, "gap/individual"), key=lambda m: m.step)
         direct.append(fit_power_law([m.step for m in h], [m.value for m in h]))
-    t1 = next(r for r in rows if r["theorem"] == "Theorem 1")
-    assert t1["measured_median"] == pytest.approx(combine_fits(direct).exponent, rel=1e-9)
+    with open(out / "rates.csv") as fh:
+        import csv
+
+        t1 = next(r for r in csv.DictReader(fh) if r["theorem"] == "Theorem 1" and r["runs"] == "2")
+    assert float(t1["measured"]) == pytest.approx(combine_fits(direct).exponent, rel=1e-9) and t1["ci_kind"] == "seeds"
     # the same files on the parent run
     logged = {os.path.basename(a.path) for a in client.list_artifacts(parent, "report")}
     assert {"report.html", "bounds.csv", "ne_games.png", "ne_games.svg"} <= logged

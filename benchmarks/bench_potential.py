@@ -36,6 +36,7 @@ if ROOT not in sys.path:
 from benchmarks._common import cpu_model, dirty, git  # noqa: E402
 from benchmarks.bench_algorithm1 import _OtherLoad  # noqa: E402
 from benchmarks.numpy_qascent import q_ascent_numpy  # noqa: E402
+from solvers._blas import single_threaded_blas  # noqa: E402
 from solvers.markov_kernels import kernel_form, pad_policies, unpad_policies  # noqa: E402
 from solvers.nplayer import uniform_policies  # noqa: E402
 from solvers.potential_eval import PI_MAX_ITER, PI_RTOL, game_potential  # noqa: E402
@@ -50,10 +51,13 @@ def numba_steps(kf, game, T: int):
     pol = pad_policies(uniform_policies(game), kf.max_actions)
     rows, N = kf.rewards.shape[0], kf.num_players
     mask = np.zeros(T + 1, dtype=np.bool_)
-    t0 = time.perf_counter()
-    _q_ascent(kf.rewards, rows, N, pol, kf.adec, kf.sdec, kf.actions, kf.dense_p, kf.local_p, kf.xmap, kf.factored,
-              kf.gamma, kf.discounted, kf.rho, STEP, T, mask, PI_MAX_ITER, PI_RTOL, np.zeros((0, rows)), np.zeros((0, N)))
-    return time.perf_counter() - t0, unpad_policies(pol, kf.actions)
+    with single_threaded_blas():  # as projected_q_ascent: the kernel's GEMMs on one BLAS thread
+        t0 = time.perf_counter()
+        _q_ascent(kf.rewards, rows, N, pol, kf.adec, kf.sdec, kf.actions, kf.dense_p, kf.local_p, kf.xmap, kf.factored,
+                  kf.gamma, kf.discounted, kf.rho, STEP, T, mask, PI_MAX_ITER, PI_RTOL, np.zeros((0, rows)),
+                  np.zeros((0, N)))
+        seconds = time.perf_counter() - t0
+    return seconds, unpad_policies(pol, kf.actions)
 
 
 def numpy_steps(game, T: int):

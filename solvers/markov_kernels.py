@@ -140,43 +140,21 @@ def _expect(h, V, rows, dense_p, local_p, xmap, factored, buf1, buf2, out):
         return
     N, _, L, A, _ = local_p.shape
     LA = L * A
+    # cyclic mode products, one GEMM each: the tensor's front axis (player i's next position) is
+    # contracted with p_{h,i} (LA x L) and the new axis x_i = s_i A + a_i is appended at the end.
+    # Start (s'_1, ..., s'_N, b); after N products (b, x_1, ..., x_N).
     for b in range(rows):
         for t in range(S):
-            buf1[b * S + t] = V[b, t]
+            buf1[t * rows + b] = V[b, t]
     cur, nxt = buf1, buf2
-    pre = rows
-    Mt = np.empty((L, LA))  # Mt[k, x] = p_{h,i}(k | s_i, a_i), x = s_i A + a_i
+    rest = S * rows
     for i in range(N):
-        for k in range(L):
-            for x in range(LA):
-                Mt[k, x] = local_p[i, h, x // A, x % A, k]
-        post = 1
-        for _ in range(N - 1 - i):
-            post *= L
-        if post == 1:  # the largest mode product: one (LA x L) mat-vec per prefix
-            for p in range(pre):
-                cb = p * L
-                ob = p * LA
-                for x in range(LA):
-                    acc = 0.0
-                    for k in range(L):
-                        acc += Mt[k, x] * cur[cb + k]
-                    nxt[ob + x] = acc
-        else:
-            for p in range(pre):
-                ob = p * LA * post
-                for z in range(LA * post):
-                    nxt[ob + z] = 0.0
-                for k in range(L):
-                    cb = (p * L + k) * post
-                    for x in range(LA):
-                        m = Mt[k, x]
-                        if m != 0.0:
-                            o = ob + x * post
-                            for q in range(post):
-                                nxt[o + q] += m * cur[cb + q]
-        pre *= LA
+        m = rest // L
+        M = local_p[i, h].reshape(LA, L)
+        np.dot(cur[:rest].reshape(L, m).T, M.T, nxt[:m * LA].reshape(m, LA))
+        rest = m * LA
         cur, nxt = nxt, cur
+    pre = rest
     X = pre // rows
     for b in range(rows):
         for s in range(S):
@@ -198,6 +176,15 @@ def _weights(pol, h, s, j, adec, N, w_minus):
     return pre
 
 
+@njit(cache=True)
+def _joint_weights(pol, h, s, adec, N, w_minus, wall, wminus):
+    """Fill wall[j] = pi_h(j | s) and wminus[i, j] = prod_{k != i} pi_{h,k}(a_k | s) for every joint action j."""
+    for j in range(adec.shape[0]):
+        wall[j] = _weights(pol, h, s, j, adec, N, w_minus)
+        for i in range(N):
+            wminus[i, j] = w_minus[i]
+
+
 # ----------------------------------------------------------------------------- values and averaged Q
 
 
@@ -206,6 +193,8 @@ def _finite_values(rewards, rows, N, pol, adec, dense_p, local_p, xmap, factored
                    w_minus):
     """Finite horizon: fill V (rows, H+1, S) and, if ``want_qbar``, Qbar (N, H, S, A_max) in place."""
     H, S, J = rewards.shape[1], rewards.shape[2], rewards.shape[3]
+    wall = np.empty(J)
+    wminus = np.empty((N, J))
     V[:, H, :] = 0.0
     for h in range(H - 1, -1, -1):
         _expect(h, V[:, h + 1, :], rows, dense_p, local_p, xmap, factored, buf1, buf2, E)
@@ -213,13 +202,16 @@ def _finite_values(rewards, rows, N, pol, adec, dense_p, local_p, xmap, factored
         if want_qbar:
             Qbar[:, h, :, :] = 0.0
         for s in range(S):
-            for j in range(J):
-                w = _weights(pol, h, s, j, adec, N, w_minus)
-                for b in range(rows):
-                    V[b, h, s] += w * (rewards[b, h, s, j] + E[b, s, j])
-                if want_qbar:
-                    for i in range(N):
-                        Qbar[i, h, s, adec[j, i]] += w_minus[i] * (rewards[i, h, s, j] + E[i, s, j])
+            _joint_weights(pol, h, s, adec, N, w_minus, wall, wminus)
+            for b in range(rows):
+                acc = 0.0
+                for j in range(J):
+                    acc += wall[j] * (rewards[b, h, s, j] + E[b, s, j])
+                V[b, h, s] = acc
+            if want_qbar:
+                for i in range(N):
+                    for j in range(J):
+                        Qbar[i, h, s, adec[j, i]] += wminus[i, j] * (rewards[i, h, s, j] + E[i, s, j])
 
 
 @njit(cache=True)
@@ -290,15 +282,17 @@ def _finite_best_responses(rewards, N, pol, adec, actions, dense_p, local_p, xma
                            qb):
     """Finite horizon: fill W (N, H+1, S), W[i, h, s] = max over player i's policies of its value against pi_{-i}."""
     H, S, J = rewards.shape[1], rewards.shape[2], rewards.shape[3]
+    wall = np.empty(J)
+    wminus = np.empty((N, J))
     W[:, H, :] = 0.0
     for h in range(H - 1, -1, -1):
         _expect(h, W[:, h + 1, :], N, dense_p, local_p, xmap, factored, buf1, buf2, E)
         for s in range(S):
             qb[:, :] = 0.0
-            for j in range(J):
-                _weights(pol, h, s, j, adec, N, w_minus)
-                for i in range(N):
-                    qb[i, adec[j, i]] += w_minus[i] * (rewards[i, h, s, j] + E[i, s, j])
+            _joint_weights(pol, h, s, adec, N, w_minus, wall, wminus)
+            for i in range(N):
+                for j in range(J):
+                    qb[i, adec[j, i]] += wminus[i, j] * (rewards[i, h, s, j] + E[i, s, j])
             for i in range(N):
                 best = qb[i, 0]
                 for a in range(1, actions[i]):

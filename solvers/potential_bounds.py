@@ -45,6 +45,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from ._blas import single_threaded_blas
 from .markov_kernels import _joint_mdp_optimum, kernel_form
 from .nplayer import potential_certificate
 from .potential_eval import PI_MAX_ITER, PI_RTOL
@@ -62,8 +63,9 @@ def joint_mdp_optimum(game, reward: np.ndarray) -> float:
     H, S = kf.horizon, kf.num_states
     d = np.ascontiguousarray(np.asarray(reward, dtype=np.float64).reshape(H, S, -1))
     Vout = np.zeros((1, S))
-    return float(_joint_mdp_optimum(d, kf.num_players, kf.adec, kf.sdec, kf.dense_p, kf.local_p, kf.xmap, kf.factored,
-                                    kf.gamma, kf.discounted, kf.rho, PI_MAX_ITER, PI_RTOL, Vout))
+    with single_threaded_blas():
+        return float(_joint_mdp_optimum(d, kf.num_players, kf.adec, kf.sdec, kf.dense_p, kf.local_p, kf.xmap, kf.factored,
+                                        kf.gamma, kf.discounted, kf.rho, PI_MAX_ITER, PI_RTOL, Vout))
 
 
 def shared_transitions(g1, g2) -> bool:

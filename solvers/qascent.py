@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
+from ._blas import single_threaded_blas
 from .markov_kernels import (
     _best_response_values,
     _buffer_size,
@@ -240,8 +241,9 @@ def projected_q_ascent(game, iterations: int, step: float, init=None, eval_every
     vals = np.zeros((its.size, rows))
     brs = np.zeros((its.size, N))
     t0 = time.perf_counter()
-    _q_ascent(kf.rewards, rows, N, pol, kf.adec, kf.sdec, kf.actions, kf.dense_p, kf.local_p, kf.xmap, kf.factored,
-              kf.gamma, kf.discounted, kf.rho, float(step), int(iterations), mask, PI_MAX_ITER, PI_RTOL, vals, brs)
+    with single_threaded_blas():
+        _q_ascent(kf.rewards, rows, N, pol, kf.adec, kf.sdec, kf.actions, kf.dense_p, kf.local_p, kf.xmap, kf.factored,
+                  kf.gamma, kf.discounted, kf.rho, float(step), int(iterations), mask, PI_MAX_ITER, PI_RTOL, vals, brs)
     seconds = time.perf_counter() - t0
     gaps = brs - vals[:, :N]
     potential = vals[:, N].copy() if kf.has_phi else np.full(its.size, np.nan)

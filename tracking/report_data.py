@@ -21,6 +21,8 @@ __all__ = ["RunRecord", "SweepData", "load_sweep", "HISTORY_PREFIXES", "SENTINEL
 #: Step-metric families read as curves (K-averaged, step = iteration): headline gap, values, and
 #: the potential-game extras (``gap_avg``: F.2's average form, ``potential``: Phi).
 HISTORY_PREFIXES = ("gap/", "value/", "gap_avg/", "potential/")
+#: Concurrent metric-history requests while reading a sweep from MLflow.
+HISTORY_THREADS = 8
 #: The scalar a complete child run holds (logged last, :data:`sweeps.service.SENTINEL`).
 SENTINEL = "time/trial_s"
 
@@ -94,15 +96,20 @@ def _mlflow_runs(client, state: dict) -> list[RunRecord]:
         token = getattr(page, "token", None)
         if not token:
             break
+    runs = [r for r in runs if SENTINEL in r.data.metrics]  # others are still running or were lost mid-logging
+    wanted = [(r.info.run_id, key) for r in runs for key in r.data.metrics if key.startswith(HISTORY_PREFIXES)]
+
+    def history(item):
+        h = sorted(client.get_metric_history(*item), key=lambda m: m.step)
+        return item, (np.array([m.step for m in h], dtype=float), np.array([m.value for m in h], dtype=float))
+
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=HISTORY_THREADS) as pool:  # round trips overlap (a tracking server)
+        histories = dict(pool.map(history, wanted))
     out = []
     for r in runs:
-        if SENTINEL not in r.data.metrics:  # a trial still running or lost mid-logging: not complete
-            continue
-        hist = {}
-        for key in r.data.metrics:
-            if key.startswith(HISTORY_PREFIXES):
-                h = sorted(client.get_metric_history(r.info.run_id, key), key=lambda m: m.step)
-                hist[key] = (np.array([m.step for m in h], dtype=float), np.array([m.value for m in h], dtype=float))
+        hist = {key: histories[(r.info.run_id, key)] for key in r.data.metrics if key.startswith(HISTORY_PREFIXES)}
         tags = r.data.tags
         out.append(RunRecord(tags.get("metasweep.trial_id", r.info.run_id), r.info.run_name or "", dict(r.data.params),
                              dict(r.data.metrics), hist, tags.get("metasweep.status", "ok"), "mlflow", r.info.run_id))

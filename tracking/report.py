@@ -588,7 +588,7 @@ def _html(sweeps: list[SweepData], runs, rate_rows, rate_summary, sim_rows, boun
     parts.append("<h3>Theorems</h3>" + _table([{"theorem": t.theorem, "algorithm": t.algorithm, "method": t.method,
                                                  "statement": t.statement} for t in THEORIES]))
     parts.append("<details><summary>Every setting's fit</summary>" + _table(rate_rows) + "</details>")
-    parts.append("<h2>Meta / individual gap against Delta/K (Theorems 2, 3, 6)</h2>" + _table(sim_rows))
+    parts.append("<h2>Meta / individual gap against Delta/K and sigma (Theorems 2, 3, 6 predict growth with both)</h2><p>Fixed-effects OLS over the runs inside the conditions: one intercept per setting of the params other than seed and sigma.</p>" + _table(sim_rows))
     parts.append("<h2>Every run against its bound</h2><p>ratio = empirical gap / bound. Under the theorem's conditions a "
                  "ratio above 1 is a DEFECT; runs outside the conditions are labelled with the reason.</p>")
     counts = defaultdict(int)

@@ -2,6 +2,7 @@
 
     PYTHONPATH=. .venv/bin/python benchmarks/bench_large.py [--states 10000 100000 1000000] [--rounds 2]
         [--reps 3] [--iterations 30] [--dense-states 2000] [--out FILE.json]
+    PYTHONPATH=. .venv/bin/python benchmarks/bench_large.py --decompose 1000000
 
 Results and their reading: docs/benchmarks.md.
 
@@ -215,6 +216,47 @@ def memory_child(S: int, T: int) -> dict:
             "solve_extra_over_expected_state": (peak - rss_game) / state, "final_gap": float(res.gap[-1])}
 
 
+def decompose(S: int, family: str, reps: int = 3) -> dict:
+    """Wall and CPU ms of the three parts of a run at S (random-sparse or poker-standin game, A = B = 2):
+    one iteration (the two-action step on every cell), one stage end (value update, no hindsight),
+    one exact evaluation of the running average. Random successors make the last two gather-bound."""
+    import numpy as np
+
+    from solvers import sparse
+    from solvers.generators import poker_standin_game, random_sparse_zero_sum_game
+
+    g = (random_sparse_zero_sum_game(H, S, (A, B), K_SUCC, np.random.default_rng(0)) if family == "random-sparse"
+         else poker_standin_game(H, S, (A, B), K_SUCC, 8))
+    C, rng = H * S, np.random.default_rng(0)
+    Q, W = rng.random((C, A, B)), np.zeros(C + S)
+    W[:C] = rng.random(C)
+    lm, m0 = np.broadcast_to(np.full(A, -np.log(A)), (C, A)), np.broadcast_to(np.full(A, 1.0 / A), (C, A))
+    mu, nu, d_mu, d_nu = (np.full((C, A), 0.5) for _ in range(4))
+    ms, ns, none = np.zeros((C, A)), np.zeros((C, B)), np.empty((0, A))
+    bad, scratch, out = np.zeros(sparse.N_CHUNKS, dtype=np.int64), np.empty((sparse.N_CHUNKS, 2 * (A + B))), np.empty(3)
+    r2, n2, p2 = g.rewards.reshape(C, A, B), g.transition_next.reshape(C, A, B, K_SUCC), g.transition_prob.reshape(C, A, B, K_SUCC)
+    parts = {
+        "iteration": lambda: sparse._iterate_2x2(Q, lm, lm, m0, m0, none, none, True, ETA, mu, nu, d_mu, d_nu, W,
+                                                 sparse.N_CHUNKS, bad),
+        "value_update": lambda: sparse._stage_end(r2, n2, p2, Q, W, 0.1, True, True, ETA, mu, nu, d_mu, d_nu, ms, ns,
+                                                  none, none, False, none, none, False, 1e-9, scratch, S),
+        "evaluation": lambda: sparse._evaluate_sparse(g.rewards, g.transition_next, g.transition_prob, g.initial_state,
+                                                      ms, ns, d_mu, d_nu, mu, nu, True, 0.1, np.empty((S, 3)),
+                                                      np.empty((S, 3)), np.empty((sparse.N_CHUNKS, A + 2 * B)), out),
+    }
+    row = {"S": S, "family": family}
+    for name, fn in parts.items():
+        fn()
+        wall, cpu = [], []
+        for _ in range(reps):
+            t0, c0 = time.perf_counter(), time.process_time()
+            fn()
+            wall.append(time.perf_counter() - t0)
+            cpu.append(time.process_time() - c0)
+        row[name] = {"wall_ms": 1e3 * statistics.median(wall), "cpu_ms": 1e3 * statistics.median(cpu)}
+    return row
+
+
 def _run_child(S, T, reps, dense, memory=False) -> dict:
     cmd = [sys.executable, os.path.abspath(__file__), "--child", str(S), "--iterations", str(T), "--reps", str(reps)]
     if dense:
@@ -261,7 +303,18 @@ def main(argv=None):
     ap.add_argument("--child", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--dense", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--memory", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--decompose", type=int, metavar="S",
+                    help="only time one iteration, one value update and one evaluation at S states "
+                         "(random-sparse and poker-standin), with the other load")
     args = ap.parse_args(argv)
+    if args.decompose:
+        from benchmarks.bench_algorithm1 import _OtherLoad
+
+        for family in ("random-sparse", "poker-standin"):
+            with _OtherLoad() as load:
+                row = decompose(args.decompose, family)
+            print(json.dumps({**row, "other_load": load.share}), flush=True)
+        return
     if args.child:
         if args.memory:
             print(json.dumps(memory_child(args.child, args.iterations)))

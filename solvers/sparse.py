@@ -285,14 +285,14 @@ def _iterate(Q, log_mu0, log_nu0, mu0, nu0, base_mu, base_nu, reset, eta, mu, nu
 
 @njit(cache=True)
 def _logistic(x0, x1):
-    """softmax((x0, x1)) as :func:`_softmax` computes it (same operations, so bitwise equal); one exp."""
-    if x1 > x0:
-        e = np.exp(x0 - x1)
-        inv = 1.0 / (1.0 + e)
-        return e * inv, inv
-    e = np.exp(x1 - x0)
+    """softmax((x0, x1)) with the operations of :func:`_softmax` (bitwise equal: x0 - x1 = -(x1 - x0)
+    exactly), one exp and no data-dependent branch (the larger entry is chosen by selects)."""
+    d = x1 - x0
+    e = np.exp(-abs(d))
     inv = 1.0 / (1.0 + e)
-    return inv, e * inv
+    small = e * inv
+    first_larger = not d > 0.0  # ties and NaN: index 0 is the maximum, as in _softmax
+    return (inv if first_larger else small), (small if first_larger else inv)
 
 
 @njit(cache=True, parallel=True)

@@ -82,8 +82,7 @@ def run_trial(config: dict, settings: TrialSettings) -> TrialOutput:
             runs["individual"] = [r for part in ray.get(pending) for r in part]
         else:
             runs["individual"] = individual_q_ascent(games, T, step, every)
-    results = {m: r for m, r in assemble(games, runs, T, step).items()}
-    out = summarize(results, settings)
+    out = summarize(assemble(games, runs, T, step), settings)
     out.scalars["time/kernel_s"] = sum(r.kernel_seconds for rs in runs.values() for r in rs)
     out.scalars["time/individual_tasks"] = num_tasks
     out.scalars["time/trial_s"] = time.perf_counter() - t0

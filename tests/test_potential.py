@@ -58,7 +58,6 @@ def numpy_q(game, policies):
 
 def qbar(game, policies, Q_ih, h, i):
     """Qbar_i(s, a_i): Q averaged over the others' policies at step h."""
-    N = game.num_players
     pi = joint_policy([np.ones_like(p) if k == i else p for k, p in enumerate(policies)], h)
     return np.moveaxis(pi * Q_ih, 1 + i, -1).reshape(game.num_states, -1, game.num_actions[i]).sum(axis=1)
 

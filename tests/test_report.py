@@ -326,3 +326,17 @@ def test_mlflow_ui_in_a_browser(small_sweep, browser, tmp_path):
     for d in shots:
         browser.save_screenshot(os.path.join(d, "mlflow-gap-meta.png"))
     assert os.path.getsize(os.path.join(str(tmp_path), "mlflow-gap-meta.png")) > 10_000
+
+
+@pytest.mark.parametrize("name, trials, smoke", [("rates", 972, 32), ("rates-general-sum", 144, 16),
+                                                  ("rates-potential", 108, 8)])
+def test_rate_specs_validate_with_their_smoke_versions(name, trials, smoke):
+    """The shipped rate specs (run with --smoke-test by hand: 57 s, 84 s and 29 s here) are valid, and both
+    readings of the stage reset survive the smoke cut."""
+    from sweeps.spec import load_spec
+
+    spec = load_spec(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "sweeps", "specs",
+                                  f"{name}.yaml"), enforce_limit=False)
+    assert spec.num_trials == trials and spec.smoke().num_trials == smoke
+    if "stage_reset" in spec.params:
+        assert spec.smoke().params["stage_reset"].values == (True, False)

@@ -5,6 +5,7 @@ constructed runs (through the outbox source and the CLI), and the report of one 
 import json
 import math
 import os
+import subprocess
 import uuid
 from importlib import metadata
 
@@ -262,11 +263,25 @@ def test_report_of_a_real_sweep(small_sweep, tmp_path, capsys):
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 
 
+def _install_chromium() -> None:
+    """``apt-get install -y chromium chromium-driver`` where that is possible (root, Debian); silent otherwise."""
+    import shutil
+
+    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+        return
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    subprocess.run(["apt-get", "update", "-qq"], env=env, capture_output=True, timeout=600)
+    subprocess.run(["apt-get", "install", "-y", "-qq", "chromium", "chromium-driver"], env=env, capture_output=True,
+                   timeout=900)
+
+
 @pytest.fixture(scope="module")
 def browser():
     """Headless Chromium (the distribution's `chromium` and `chromium-driver` packages) driven by Selenium
     (`pip install -e '.[browser]'`); skipped, saying what is missing, where they are not installed."""
     webdriver = pytest.importorskip("selenium.webdriver", reason="selenium not installed: pip install -e '.[browser]'")
+    if not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)):
+        _install_chromium()  # as cluster/postgres.py installs PostgreSQL: the distribution's packages, as root
     if not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)):
         pytest.skip("no headless browser: apt-get install chromium chromium-driver")
     from selenium.webdriver.chrome.options import Options

@@ -347,3 +347,45 @@ def test_families_are_seeded_per_game():
         potential_family("paper-potential", 2, 0.1, 3, 0, gamma=0.9)
     with pytest.raises(GameError, match="unknown game family"):
         potential_family("poker", 2, 0.1, 3, 0)
+
+
+def test_kernel_through_py_func_matches_compiled():
+    from solvers.markov_kernels import kernel_form, pad_policies
+    from solvers.qascent import _q_ascent
+
+    game = potential_family("random-potential", 1, 0.1, 2, 4, num_states=2, num_actions=(2, 3))[0]
+    kf = kernel_form(game, game.potential)
+    out = []
+    for fn in (_q_ascent, _q_ascent.py_func):
+        pol = pad_policies(uniform_policies(game), 3)
+        vals, brs = np.zeros((3, 3)), np.zeros((3, 2))
+        fn(kf.rewards, 3, 2, pol, kf.adec, kf.sdec, kf.actions, kf.dense_p, kf.local_p, kf.xmap, kf.factored, kf.gamma,
+           kf.discounted, kf.rho, 0.1, 2, np.ones(3, dtype=np.bool_), 100, 1e-12, vals, brs)
+        out.append((pol, vals, brs))
+    for a, b in zip(*out):
+        assert np.allclose(a, b, atol=1e-14)
+
+
+def test_proposition1_holds_when_its_conditions_hold():
+    game = paper_potential_game(horizon=1, gamma=0.5, rho="uniform")
+    cond = proposition1_bound(game, 1, 1.0, 0.0)
+    step = cond.step_max  # alpha = (1 - gamma)^4 / (8 kappa^3 N A_max), the largest step Proposition 1 allows
+    run = projected_q_ascent(game, 400, step)
+    b = proposition1_bound(game, 400, step, run.potential_gain)
+    assert b.conditions_hold and run.every_iteration
+    assert 0 < run.mean_gap <= b.value
+
+
+def test_lq_tracking_is_not_an_exact_markov_potential_game():
+    game = lq_tracking_game(horizon=2, players=2)
+    rng = np.random.default_rng(10)
+    pols, alt = random_policies(game, rng), random_policies(game, rng)
+    base = evaluate_product_policy(game, pols)
+    dev = evaluate_product_policy(game, [alt[0], pols[1]])
+    # player 1's unilateral change moves V_1 and Phi by different amounts (Eq. 38 fails)
+    assert abs((dev.values[0] - base.values[0]) - (dev.potential - base.potential)) > 1e-3
+    # ... while the stage potential is exact within a stage: with H = 1 there is no future
+    one = lq_tracking_game(horizon=1, players=2)
+    pols1, alt1 = [p[:1] for p in pols], [p[:1] for p in alt]
+    b1, d1 = evaluate_product_policy(one, pols1), evaluate_product_policy(one, [alt1[0], pols1[1]])
+    assert (d1.values[0] - b1.values[0]) == pytest.approx(d1.potential - b1.potential, abs=1e-12)

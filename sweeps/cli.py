@@ -17,6 +17,8 @@ import sys
 
 import numpy as np
 
+from sweeps.errors import UsageError  # absolute: the same class when this module runs as __main__
+
 log = logging.getLogger("metasweep")
 
 #: Algorithms of ``solve`` / ``meta`` besides Algorithm 1 ("optimistic-mwu"): name -> module. The module
@@ -40,10 +42,6 @@ GAME_MAKERS["openspiel"] = "sweeps.cli_openspiel"  # an imported OpenSpiel game 
 #: ``add_game_command(game_subparsers)`` (adds the subparser), the function handles it (``args -> dict``).
 GAME_COMMANDS: dict[str, str] = {"import-openspiel": "sweeps.cli_openspiel:cmd_import"}
 ZERO_SUM_FAMILIES = ("paper-zero-sum", "random-zero-sum")
-
-
-class UsageError(Exception):
-    """A user error: reported as one line, exit status 2."""
 
 
 class _Parser(argparse.ArgumentParser):

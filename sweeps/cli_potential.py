@@ -15,12 +15,9 @@ from __future__ import annotations
 
 import argparse
 
+from .errors import UsageError
+
 ALGORITHM = "projected-q-ascent"
-
-
-class UsageProblem(ValueError):
-    """Bad options: ``metasweep`` reports a ValueError as one line with exit status 2 (also when the CLI
-    runs as ``python -m sweeps.cli``, where ``sweeps.cli.UsageError`` is a different class than ``__main__``'s)."""
 
 
 def _add_once(parser: argparse.ArgumentParser, *flags, **kwargs) -> None:
@@ -58,9 +55,9 @@ def add_options(parser: argparse.ArgumentParser, command: str | None = None) -> 
 def _potential_game_makers_check(args) -> None:
     """Options that a family fixes must not be given."""
     if args.family in ("paper-potential", "lq-tracking") and args.actions is not None:
-        raise UsageProblem(f"--actions is fixed by the {args.family} family")
+        raise UsageError(f"--actions is fixed by the {args.family} family")
     if args.gamma is not None and args.horizon != 1:
-        raise UsageProblem(f"--gamma makes a discounted (stationary) game: pass --horizon 1, got {args.horizon}")
+        raise UsageError(f"--gamma makes a discounted (stationary) game: pass --horizon 1, got {args.horizon}")
 
 
 def make_games(args) -> list:
@@ -75,23 +72,23 @@ def make_games(args) -> list:
     players = getattr(args, "players", None)
     if args.actions is not None:
         if players is not None and players != len(args.actions):
-            raise UsageProblem(f"--players {players} does not match the {len(args.actions)} counts of --actions")
+            raise UsageError(f"--players {players} does not match the {len(args.actions)} counts of --actions")
         actions = tuple(args.actions)
     else:
         actions = (2,) * (players or 2)
     if args.family in ("paper-potential", "lq-tracking") and players is not None:
-        raise UsageProblem(f"the number of players is fixed by the {args.family} family")
+        raise UsageError(f"the number of players is fixed by the {args.family} family")
     return potential_family(args.family, args.count, args.sigma, args.horizon, args.seed, num_states=args.states,
                             num_actions=actions, dummy_scale=args.dummy_scale, gamma=args.gamma, rho=args.rho)
 
 
 def _check_args(args, command: str) -> None:
     if args.step is None:
-        raise UsageProblem(f"{command} --algorithm {ALGORITHM} needs --step (alpha of Eq. 7)")
+        raise UsageError(f"{command} --algorithm {ALGORITHM} needs --step (alpha of Eq. 7)")
     if args.eta is not None:
-        raise UsageProblem(f"--eta is not used by {ALGORITHM}: its step size is --step")
+        raise UsageError(f"--eta is not used by {ALGORITHM}: its step size is --step")
     if args.eval_log is not None and args.eval_log < 2:
-        raise UsageProblem("--eval-log needs at least 2 points")
+        raise UsageError("--eval-log needs at least 2 points")
 
 
 def _load(path):
@@ -163,7 +160,7 @@ def meta(args) -> dict:
 
     _check_args(args, "meta")
     if args.alpha is not None:
-        raise UsageProblem(f"--alpha (Eq. 5) is not used by {ALGORITHM}: meta-learning warm-starts from the previous game")
+        raise UsageError(f"--alpha (Eq. 5) is not used by {ALGORITHM}: meta-learning warm-starts from the previous game")
     games = [_load(p) for p in args.games]
     results = run_potential_sequence(games, args.iterations, args.step, args.eval_every, eval_log_points=args.eval_log)
     write_curves(args.curve, concat_curves([curve_table(m, k, run) for m, res in results.items()

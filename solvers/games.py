@@ -63,6 +63,19 @@ class GameError(ValueError):
     """A game or policy (array or file) is malformed; the message names the problem."""
 
 
+def check_initial_state(s1, S: int) -> int:
+    """``initial_state`` as an int in [0, S) (a scalar array is accepted), or one :class:`GameError`."""
+    if isinstance(s1, np.ndarray):
+        if s1.ndim != 0:
+            raise GameError(f"initial_state must be a scalar, got shape {s1.shape}")
+        s1 = s1.item()
+    if isinstance(s1, (bool, np.bool_)) or not isinstance(s1, (int, np.integer)):
+        raise GameError(f"initial_state must be an integer, got {s1!r}")
+    if not 0 <= int(s1) < S:
+        raise GameError(f"initial_state must lie in [0, {S}), got {s1}")
+    return int(s1)
+
+
 def _as_float_array(name: str, value, ndim: int) -> np.ndarray:
     arr = np.asarray(value)
     if arr.dtype == object or not np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.complexfloating):
@@ -139,15 +152,7 @@ class ZeroSumGame:
                 raise GameError(f"transitions must have shape (H, S, A, B, S) = {(H, S, A, B, S)} to match rewards, got {p.shape}")
             p = _as_float_array("transitions", p, 5)
             _check_distributions("transitions", p, PROB_ATOL)
-        s1 = self.initial_state
-        if isinstance(s1, np.ndarray):
-            if s1.ndim != 0:
-                raise GameError(f"initial_state must be a scalar, got shape {s1.shape}")
-            s1 = s1.item()
-        if isinstance(s1, (bool, np.bool_)) or not isinstance(s1, (int, np.integer)):
-            raise GameError(f"initial_state must be an integer, got {s1!r}")
-        if not 0 <= int(s1) < S:
-            raise GameError(f"initial_state must lie in [0, {S}), got {s1}")
+        s1 = check_initial_state(self.initial_state, S)
         r.flags.writeable = False
         p.flags.writeable = False
         object.__setattr__(self, "rewards", r)

@@ -84,7 +84,7 @@ def markov_shapley_game(horizon: int, switch: float = 0.9) -> MarkovGame:
 def perturb_general_sum(game: MarkovGame, sigma: float, rng: np.random.Generator) -> MarkovGame:
     """A copy of ``game`` with eps_i(s, a) ~ N(0, sigma^2) added to r_{h,i}(s, a) for every h (module docstring)."""
     sigma = _check_sigma(sigma)
-    N, H, S = game.num_players, game.horizon, game.num_states
+    N, S = game.num_players, game.num_states
     eps = rng.normal(0.0, 1.0, size=(N, S) + game.num_actions) * sigma
     return game.with_rewards(game.rewards + eps[:, None])
 

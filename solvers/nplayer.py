@@ -49,6 +49,7 @@ from .games import (
     _check_distributions,
     _open_npz,
     _read_array,
+    check_initial_state,
     load_game,
 )
 
@@ -72,8 +73,86 @@ KINDS = ("potential", "general_sum")
 MAX_PLAYERS = 16
 
 
+def check_discount(gamma, rho, H: int, S: int, s1: int) -> tuple[float | None, np.ndarray | None]:
+    """(gamma, rho) of a game: None for a finite-horizon game; for a discounted one a float in [0, 1),
+    H = 1, and rho a distribution over the S states (default: all mass on ``s1``), read-only."""
+    if gamma is None:
+        if rho is not None:
+            raise GameError("rho (an initial distribution) is only meaningful for a discounted game: set gamma too")
+        return None, None
+    if isinstance(gamma, np.ndarray) and gamma.ndim == 0:
+        gamma = gamma.item()
+    if isinstance(gamma, (bool, np.bool_)) or not isinstance(gamma, (int, float, np.floating, np.integer)):
+        raise GameError(f"gamma must be a number in [0, 1), got {gamma!r}")
+    gamma = float(gamma)
+    if not 0.0 <= gamma < 1.0:
+        raise GameError(f"gamma must lie in [0, 1) (a discounted game), got {gamma}")
+    if H != 1:
+        raise GameError(f"a discounted game (gamma set) is stationary: rewards and transitions need H = 1, got H = {H}")
+    if rho is None:
+        rho = np.zeros(S)
+        rho[s1] = 1.0
+    rho_arr = np.asarray(rho)
+    if rho_arr.shape != (S,):
+        raise GameError(f"rho must have shape (S,) = {(S,)}, got {rho_arr.shape}")
+    rho = _as_float_array("rho", rho_arr, 1)
+    _check_distributions("rho", rho, PROB_ATOL)
+    rho.flags.writeable = False
+    return gamma, rho
+
+
+def check_potential(phi, shape: tuple) -> np.ndarray | None:
+    """A declared stage potential Phi_h(s, a) of shape (H, S, A_1, ..., A_N), read-only, or None."""
+    if phi is None:
+        return None
+    if np.shape(phi) != tuple(shape):
+        raise GameError(f"potential must have shape (H, S, A_1, ..., A_N) = {tuple(shape)}, got {np.shape(phi)}")
+    phi = _as_float_array("potential", phi, len(shape))
+    phi.flags.writeable = False
+    return phi
+
+
+class NPlayerShape:
+    """Dimensions shared by :class:`MarkovGame` and :class:`solvers.product_games.ProductMarkovGame`
+    (both hold ``rewards`` (N, H, S, A_1, ..., A_N), ``initial_state``, ``gamma``, ``rho``)."""
+
+    @property
+    def num_players(self) -> int:
+        return self.rewards.shape[0]
+
+    @property
+    def horizon(self) -> int:
+        return self.rewards.shape[1]
+
+    @property
+    def num_states(self) -> int:
+        return self.rewards.shape[2]
+
+    @property
+    def num_actions(self) -> tuple[int, ...]:
+        """(A_1, ..., A_N)."""
+        return tuple(self.rewards.shape[3:])
+
+    @property
+    def discounted(self) -> bool:
+        return self.gamma is not None
+
+    @property
+    def initial_distribution(self) -> np.ndarray:
+        """rho for a discounted game, the one-hot vector of ``initial_state`` otherwise."""
+        if self.rho is not None:
+            return self.rho
+        e = np.zeros(self.num_states)
+        e[self.initial_state] = 1.0
+        return e
+
+    def is_identical_interest(self, atol: float = 1e-12) -> bool:
+        """True if every player receives the same reward (a potential game with Phi = r_1)."""
+        return bool(np.all(np.abs(self.rewards - self.rewards[:1]) <= atol))
+
+
 @dataclass(frozen=True)
-class MarkovGame:
+class MarkovGame(NPlayerShape):
     """An N-player Markov game (module docstring for shapes and the discounted variant).
 
     Parameters
@@ -117,81 +196,17 @@ class MarkovGame:
                             f"rewards, got {p.shape}")
         p = _as_float_array("transitions", p, N + 3)
         _check_distributions("transitions", p, PROB_ATOL)
-        s1 = self.initial_state
-        if isinstance(s1, np.ndarray):
-            if s1.ndim != 0:
-                raise GameError(f"initial_state must be a scalar, got shape {s1.shape}")
-            s1 = s1.item()
-        if isinstance(s1, (bool, np.bool_)) or not isinstance(s1, (int, np.integer)):
-            raise GameError(f"initial_state must be an integer, got {s1!r}")
-        if not 0 <= int(s1) < S:
-            raise GameError(f"initial_state must lie in [0, {S}), got {s1}")
-        gamma, rho = self.gamma, self.rho
-        if gamma is not None:
-            if isinstance(gamma, np.ndarray):
-                gamma = gamma.item() if gamma.ndim == 0 else gamma
-            if isinstance(gamma, (bool, np.bool_)) or not isinstance(gamma, (int, float, np.floating, np.integer)):
-                raise GameError(f"gamma must be a number in [0, 1), got {gamma!r}")
-            gamma = float(gamma)
-            if not 0.0 <= gamma < 1.0:
-                raise GameError(f"gamma must lie in [0, 1) (a discounted game), got {gamma}")
-            if H != 1:
-                raise GameError(f"a discounted game (gamma set) is stationary: rewards and transitions need H = 1, got H = {H}")
-            if rho is None:
-                rho = np.zeros(S)
-                rho[int(s1)] = 1.0
-            rho_arr = np.asarray(rho)
-            if rho_arr.shape != (S,):
-                raise GameError(f"rho must have shape (S,) = {(S,)}, got {rho_arr.shape}")
-            rho = _as_float_array("rho", rho_arr, 1)
-            _check_distributions("rho", rho, PROB_ATOL)
-            rho.flags.writeable = False
-        elif rho is not None:
-            raise GameError("rho (an initial distribution) is only meaningful for a discounted game: set gamma too")
-        phi = self.potential
-        if phi is not None:
-            if np.shape(phi) != r.shape[1:]:
-                raise GameError(f"potential must have shape (H, S, A_1, ..., A_N) = {r.shape[1:]}, got {np.shape(phi)}")
-            phi = _as_float_array("potential", phi, N + 2)
-            phi.flags.writeable = False
+        s1 = check_initial_state(self.initial_state, S)
+        gamma, rho = check_discount(self.gamma, self.rho, H, S, s1)
+        phi = check_potential(self.potential, r.shape[1:])
         r.flags.writeable = False
         p.flags.writeable = False
         object.__setattr__(self, "rewards", r)
         object.__setattr__(self, "transitions", p)
-        object.__setattr__(self, "initial_state", int(s1))
+        object.__setattr__(self, "initial_state", s1)
         object.__setattr__(self, "gamma", gamma)
         object.__setattr__(self, "rho", rho)
         object.__setattr__(self, "potential", phi)
-
-    @property
-    def num_players(self) -> int:
-        return self.rewards.shape[0]
-
-    @property
-    def horizon(self) -> int:
-        return self.rewards.shape[1]
-
-    @property
-    def num_states(self) -> int:
-        return self.rewards.shape[2]
-
-    @property
-    def num_actions(self) -> tuple[int, ...]:
-        """(A_1, ..., A_N)."""
-        return tuple(self.rewards.shape[3:])
-
-    @property
-    def discounted(self) -> bool:
-        return self.gamma is not None
-
-    @property
-    def initial_distribution(self) -> np.ndarray:
-        """rho for a discounted game, the one-hot vector of ``initial_state`` otherwise."""
-        if self.rho is not None:
-            return self.rho
-        e = np.zeros(self.num_states)
-        e[self.initial_state] = 1.0
-        return e
 
     def action_independent_transitions(self, atol: float = 0.0) -> bool:
         """True if P_h(. | s, a) does not depend on the joint action a."""
@@ -199,10 +214,6 @@ class MarkovGame:
         p = self.transitions
         first = p[(slice(None), slice(None)) + (slice(0, 1),) * N]
         return bool(np.all(np.abs(p - first) <= atol))
-
-    def is_identical_interest(self, atol: float = 1e-12) -> bool:
-        """True if every player receives the same reward (a potential game with Phi = r_1)."""
-        return bool(np.all(np.abs(self.rewards - self.rewards[:1]) <= atol))
 
     def with_rewards(self, rewards: np.ndarray, potential: np.ndarray | None = None) -> "MarkovGame":
         """A copy with other rewards (and the given declared potential, none by default)."""

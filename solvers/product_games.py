@@ -36,14 +36,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .games import MAX_DENSE_ENTRIES, PROB_ATOL, GameError, _as_float_array, _check_distributions, _open_npz, _read_array
-from .nplayer import KINDS, MarkovGame
+from .games import (MAX_DENSE_ENTRIES, PROB_ATOL, GameError, _as_float_array, _check_distributions, _open_npz,
+                    _read_array, check_initial_state)
+from .nplayer import KINDS, MarkovGame, NPlayerShape, check_discount, check_potential
 
 __all__ = ["ProductMarkovGame", "load_product_game", "save_product_game", "is_product_file"]
 
 
 @dataclass(frozen=True)
-class ProductMarkovGame:
+class ProductMarkovGame(NPlayerShape):
     """An N-player Markov game with independent local dynamics (module docstring).
 
     Parameters
@@ -75,71 +76,18 @@ class ProductMarkovGame:
         r = _as_float_array("rewards", r, N + 3)
         if self.kind not in KINDS:
             raise GameError(f"kind must be one of {', '.join(KINDS)}, got {self.kind!r}")
-        # initial state, gamma, rho and potential: MarkovGame's checks on a one-state stand-in of the
-        # same horizon and actions (its transitions are tiny), then the state-dependent ones here.
-        S = L**N
-        s1 = self.initial_state.item() if isinstance(self.initial_state, np.ndarray) and self.initial_state.ndim == 0 \
-            else self.initial_state
-        if isinstance(s1, (bool, np.bool_)) or not isinstance(s1, (int, np.integer)) or not 0 <= int(s1) < S:
-            raise GameError(f"initial_state must be an integer in [0, {S}), got {s1!r}")
-        rho = self.rho
-        if rho is not None:
-            rho = np.asarray(rho)
-            if rho.shape != (S,):
-                raise GameError(f"rho must have shape (S,) = {(S,)}, got {rho.shape}")
-        stand_in = MarkovGame(np.zeros((N, H, 1, *([A] * N))), np.ones((H, 1, *([A] * N), 1)), 0, self.kind, self.gamma,
-                              None if rho is None else np.ones(1), None)
-        gamma = stand_in.gamma
-        if gamma is not None:
-            if rho is None:
-                rho = np.zeros(S)
-                rho[int(s1)] = 1.0
-            rho = _as_float_array("rho", rho, 1)
-            _check_distributions("rho", rho, PROB_ATOL)
-            rho.flags.writeable = False
-        phi = self.potential
-        if phi is not None:
-            if np.shape(phi) != r.shape[1:]:
-                raise GameError(f"potential must have shape (H, S, A, ..., A) = {r.shape[1:]}, got {np.shape(phi)}")
-            phi = _as_float_array("potential", phi, N + 2)
-            phi.flags.writeable = False
+        s1 = check_initial_state(self.initial_state, L**N)
+        gamma, rho = check_discount(self.gamma, self.rho, H, L**N, s1)
+        phi = check_potential(self.potential, r.shape[1:])
         q.flags.writeable = False
         r.flags.writeable = False
-        for key, val in (("local_transitions", q), ("rewards", r), ("initial_state", int(s1)), ("gamma", gamma),
+        for key, val in (("local_transitions", q), ("rewards", r), ("initial_state", s1), ("gamma", gamma),
                          ("rho", rho), ("potential", phi)):
             object.__setattr__(self, key, val)
 
     @property
-    def num_players(self) -> int:
-        return self.rewards.shape[0]
-
-    @property
-    def horizon(self) -> int:
-        return self.rewards.shape[1]
-
-    @property
-    def num_states(self) -> int:
-        return self.rewards.shape[2]
-
-    @property
     def num_local_states(self) -> int:
         return self.local_transitions.shape[2]
-
-    @property
-    def num_actions(self) -> tuple[int, ...]:
-        return tuple(self.rewards.shape[3:])
-
-    @property
-    def discounted(self) -> bool:
-        return self.gamma is not None
-
-    @property
-    def initial_distribution(self) -> np.ndarray:
-        if self.rho is not None:
-            return self.rho
-        e = np.zeros(self.num_states)
-        e[self.initial_state] = 1.0
-        return e
 
     def local_states(self, s: int) -> tuple[int, ...]:
         """(s_1, ..., s_N) of the joint state index s."""
@@ -148,9 +96,6 @@ class ProductMarkovGame:
     def action_independent_transitions(self, atol: float = 0.0) -> bool:
         q = self.local_transitions
         return bool(np.all(np.abs(q - q[:, :, :, :1]) <= atol))
-
-    def is_identical_interest(self, atol: float = 1e-12) -> bool:
-        return bool(np.all(np.abs(self.rewards - self.rewards[:1]) <= atol))
 
     def dense_transitions(self) -> np.ndarray:
         """P_h(s' | s, a) as float64 (H, S, A, ..., A, S) (large: H S^2 A^N entries)."""

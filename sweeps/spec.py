@@ -27,7 +27,6 @@ import math
 import os
 import re
 from dataclasses import dataclass, field, replace
-from typing import Any
 
 import yaml
 import yaml.constructor

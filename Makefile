@@ -11,7 +11,7 @@ SPEC ?= sweeps/specs/paper-fig2.yaml
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[test,openspiel,browser]"
+	$(BIN)/python -m pip install --quiet -e ".[test,openspiel,browser,postgres,optuna]"
 	touch $(STAMP)
 
 ## run: the Figure 2 sweep on a local Ray, tracked in runs/mlflow (SQLite + artifacts)
@@ -39,7 +39,6 @@ bench: $(STAMP)
 ## MLflow server), state in .state/cluster; prints the Ray address and tracking URI (README, "Running on a cluster")
 WORKERS ?= 1
 cluster-up: $(STAMP)
-	@$(BIN)/python -c "import psycopg" 2>/dev/null || $(BIN)/python -m pip install --quiet -e ".[postgres]"
 	$(BIN)/python cluster/harness.py up --workers $(WORKERS)
 
 ## cluster-down: stop everything cluster-up started (by PID)

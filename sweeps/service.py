@@ -108,10 +108,11 @@ def _open_tracking(uri: str):
 def _use_wal(path: str) -> None:
     """Put a local SQLite store in write-ahead-log mode (a setting of the file, kept for every process).
 
-    With the default rollback journal every commit of every trial costs several fsyncs; in WAL mode
-    one (``synchronous`` stays FULL: no durability is given up). Measured with MLflow's own client,
-    one trial's create_run + log_batch + log_metric + set_terminated: 1.4-1.8x faster (docs/benchmarks.md).
-    WAL needs every writer on the same host, which a ``sqlite:///`` store already assumes.
+    With the default rollback journal every commit costs several fsyncs; in WAL mode one
+    (``synchronous`` stays FULL: no durability is given up), and readers no longer block the writer.
+    Measured (docs/benchmarks.md): one trial's MLflow calls 1.4-1.8x faster on a loaded machine, no
+    measurable change in the 100-trial sweep benchmark on a quiet one. WAL needs every writer on the
+    same host, which a ``sqlite:///`` store already assumes.
     """
     import sqlite3
 

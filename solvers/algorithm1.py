@@ -40,7 +40,7 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
-from ._blas import single_threaded_blas
+from ._blas import kernel_blas
 from .evaluate import _evaluate_block
 from .games import ZeroSumGame
 from .schedule import eval_iterations, stage_lengths
@@ -437,7 +437,7 @@ def solve(
         mu_dag = np.empty((n_stages, H, S, A))
         nu_dag = np.empty((n_stages, H, S, B))
         t0 = time.perf_counter()
-        with single_threaded_blas():
+        with kernel_blas(S * A * B * S):
             bad = _algorithm1_kernel(
                 game.rewards, game.transitions, game.initial_state, log_mu0, log_nu0, L, eta, bool(stage_reset),
                 tie_break == "first", float(tie_rtol), its, block, curve, mu_sum, nu_sum, mu_dag, nu_dag,

@@ -19,7 +19,7 @@ import numpy as np
 from numba import njit
 from scipy.optimize import linprog
 
-from ._blas import single_threaded_blas
+from ._blas import kernel_blas
 from .games import ZeroSumGame, validate_policy
 
 __all__ = ["PolicyEvaluation", "evaluate_policy", "NashSolution", "nash_equilibrium", "solve_matrix_game"]
@@ -120,7 +120,7 @@ def evaluate_policy(game: ZeroSumGame, mu, nu) -> PolicyEvaluation:
 
         return PolicyEvaluation(*(float(x) for x in evaluate_sparse(game, mu, nu)))
     out = np.empty((1, 3))
-    with single_threaded_blas():
+    with kernel_blas(S * A * B * S):
         _evaluate_block(
             game.rewards,
             game.transitions.reshape(H, S * A * B, S),

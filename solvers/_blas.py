@@ -41,3 +41,15 @@ def kernel_blas(entries_per_product: int):
     if entries_per_product >= LARGE_PRODUCT_ENTRIES:
         return contextlib.nullcontext()
     return single_threaded_blas()
+
+
+def thread_budget() -> int:
+    """Threads a kernel may use: Numba's thread count, capped by ``OMP_NUM_THREADS`` when it is set
+    (Ray sets it to a worker's CPUs, so a 1-CPU trial never runs parallel kernels beside other trials)."""
+    import os
+
+    import numba
+
+    n = numba.get_num_threads()
+    omp = os.environ.get("OMP_NUM_THREADS", "")
+    return min(n, int(omp)) if omp.isdigit() and int(omp) > 0 else n

@@ -38,9 +38,9 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
-from ._blas import kernel_blas
+from ._blas import kernel_blas, single_threaded_blas, thread_budget
 from .evaluate import _evaluate_block
 from .games import ZeroSumGame
 from .schedule import eval_iterations, stage_lengths
@@ -50,6 +50,9 @@ __all__ = ["Algorithm1Result", "Diverged", "solve", "TIE_BREAKS"]
 TIE_BREAKS = ("uniform", "first")
 #: Snapshots of running averages buffered for one block evaluation (bounded by a memory budget).
 EVAL_BLOCK = 32
+#: Games with at least this many cells (h, s) run each iteration's cells on all Numba threads
+#: (within the process's thread budget, :func:`solvers._blas.thread_budget`).
+PARALLEL_CELLS = 20_000
 EVAL_BLOCK_BYTES = 64 * 2**20
 
 
@@ -169,10 +172,52 @@ def _best_in_hindsight(G, out, tie_first, tie_rtol):
         out[i] /= count
 
 
+@njit(cache=True, inline="always")
+def _cell_iteration(log_mu_hat, mu_hat, mu, g_mu, G_mu, mu_sum, log_nu_hat, nu_hat, nu, g_nu, G_nu, nu_sum, Q, eta):
+    """One iteration of one cell (h, s): both optimistic steps (lines 5-6), then the new predictions,
+    the regret sums G, the iterate sums and the cell's value term mu^T Q nu (returned)."""
+    A, B = mu.shape[0], nu.shape[0]
+    _omwu_cell(log_mu_hat, mu_hat, mu, g_mu, eta, A)
+    _omwu_cell(log_nu_hat, nu_hat, nu, g_nu, eta, B)
+    w = 0.0
+    for a in range(A):
+        acc = 0.0
+        for b in range(B):
+            acc += Q[a, b] * nu[b]
+        g_mu[a] = acc
+        G_mu[a] += acc
+        w += mu[a] * acc
+        mu_sum[a] += mu[a]
+    for b in range(B):
+        acc = 0.0
+        for a in range(A):
+            acc -= mu[a] * Q[a, b]
+        g_nu[b] = acc
+        G_nu[b] += acc
+        nu_sum[b] += nu[b]
+    return w
+
+
+@njit(cache=True, parallel=True)
+def _iterate_cells_parallel(log_mu_hat, mu_hat, mu, g_mu, G_mu, mu_sum, log_nu_hat, nu_hat, nu, g_nu, G_nu, nu_sum, Q,
+                            W, eta, finite_ws):
+    """All cells of one iteration in parallel (each cell reads and writes only its own entries);
+    returns False if a non-finite value appeared. ``finite_ws``: bool (H*S,) work array."""
+    H, S = mu.shape[0], mu.shape[1]
+    for c in prange(H * S):
+        h = c // S
+        s = c - h * S
+        w = _cell_iteration(log_mu_hat[h, s], mu_hat[h, s], mu[h, s], g_mu[h, s], G_mu[h, s], mu_sum[h, s],
+                            log_nu_hat[h, s], nu_hat[h, s], nu[h, s], g_nu[h, s], G_nu[h, s], nu_sum[h, s], Q[h, s], eta)
+        W[h, s] += w
+        finite_ws[c] = np.isfinite(w)
+    return finite_ws.all()
+
+
 @njit(cache=True)
 def _algorithm1_kernel(
     rewards, transitions, s1, log_mu_init, log_nu_init, stage_len, eta, stage_reset, tie_first, tie_rtol,
-    eval_its, block, curve, mu_sum, nu_sum, mu_dag, nu_dag,
+    eval_its, block, curve, mu_sum, nu_sum, mu_dag, nu_dag, parallel_cells,
 ):
     """Run Algorithm 1 for sum(stage_len) iterations; fills the output arrays in place.
 
@@ -183,10 +228,12 @@ def _algorithm1_kernel(
     Outputs: curve float64 (n_eval, 3) = (value, br_max, br_min) of the running average;
     mu_sum (H, S, A), nu_sum (H, S, B): sums of the iterates; mu_dag (n_stages, H, S, A),
     nu_dag (n_stages, H, S, B): best fixed policies in hindsight per stage.
+    ``parallel_cells``: run each iteration's H*S cells on all Numba threads (identical results).
     Returns 0, or the iteration at which a non-finite policy appeared.
     """
     H, S, A, B = rewards.shape
     n_stages = stage_len.shape[0]
+    finite_ws = np.empty(H * S, dtype=np.bool_)
     n_eval = eval_its.shape[0]
     trans2d = transitions.reshape(H, S * A * B, S)
 
@@ -244,30 +291,19 @@ def _algorithm1_kernel(
         # ---- the stage's iterations
         for _ in range(stage_len[tau]):
             t += 1
-            for h in range(H):
-                for s in range(S):
-                    _omwu_cell(log_mu_hat[h, s], mu_hat[h, s], mu[h, s], g_mu[h, s], eta, A)
-                    _omwu_cell(log_nu_hat[h, s], nu_hat[h, s], nu[h, s], g_nu[h, s], eta, B)
-                    # new predictions, regret and value accumulators from (mu^t, nu^t)
-                    w = 0.0
-                    for a in range(A):
-                        acc = 0.0
-                        for b in range(B):
-                            acc += Q[h, s, a, b] * nu[h, s, b]
-                        g_mu[h, s, a] = acc
-                        G_mu[h, s, a] += acc
-                        w += mu[h, s, a] * acc
-                        mu_sum[h, s, a] += mu[h, s, a]
-                    for b in range(B):
-                        acc = 0.0
-                        for a in range(A):
-                            acc -= mu[h, s, a] * Q[h, s, a, b]
-                        g_nu[h, s, b] = acc
-                        G_nu[h, s, b] += acc
-                        nu_sum[h, s, b] += nu[h, s, b]
-                    W[h, s] += w
-                    if not np.isfinite(w):
-                        return t
+            if parallel_cells:  # large games: the cells on all Numba threads (one iteration is H*S independent cells)
+                if not _iterate_cells_parallel(log_mu_hat, mu_hat, mu, g_mu, G_mu, mu_sum, log_nu_hat, nu_hat, nu, g_nu,
+                                               G_nu, nu_sum, Q, W, eta, finite_ws):
+                    return t
+            else:
+                for h in range(H):
+                    for s in range(S):
+                        w = _cell_iteration(log_mu_hat[h, s], mu_hat[h, s], mu[h, s], g_mu[h, s], G_mu[h, s],
+                                            mu_sum[h, s], log_nu_hat[h, s], nu_hat[h, s], nu[h, s], g_nu[h, s],
+                                            G_nu[h, s], nu_sum[h, s], Q[h, s], eta)
+                        W[h, s] += w
+                        if not np.isfinite(w):
+                            return t
             # ---- evaluation of the running average, buffered in blocks
             if e < n_eval and eval_its[e] == t:
                 inv_t = 1.0 / t
@@ -437,10 +473,14 @@ def solve(
         mu_dag = np.empty((n_stages, H, S, A))
         nu_dag = np.empty((n_stages, H, S, B))
         t0 = time.perf_counter()
-        with kernel_blas(S * A * B * S):
+        parallel = H * S >= PARALLEL_CELLS and thread_budget() > 1
+        # measured (docs/benchmarks.md, case C): parallel cells with one BLAS thread beat BLAS threads
+        # with serial cells; OpenBLAS's and Numba's threads contend when both run
+        with single_threaded_blas() if parallel else kernel_blas(S * A * B * S):
             bad = _algorithm1_kernel(
                 game.rewards, game.transitions, game.initial_state, log_mu0, log_nu0, L, eta, bool(stage_reset),
                 tie_break == "first", float(tie_rtol), its, block, curve, mu_sum, nu_sum, mu_dag, nu_dag,
+                parallel,
             )
         elapsed = time.perf_counter() - t0
     if bad:

@@ -245,3 +245,21 @@ def test_gap_never_exceeds_theorem1_bound_when_conditions_hold(seed):
         if stage_reset:
             assert np.all(run.result.gap <= run.bound.kl_form)
         assert run.bound.kl_form <= run.bound.uniform_form * (1 + 1e-12)
+
+
+def test_parallel_cell_sweep_gives_identical_results(monkeypatch):
+    """Large games run each iteration's cells on all Numba threads: the results are bitwise those of the
+    serial sweep (checked here by lowering the size threshold on a small random game)."""
+    import numba
+
+    from solvers import algorithm1
+    from solvers.generators import random_zero_sum_game
+
+    if numba.get_num_threads() < 2:
+        pytest.skip("one Numba thread: the parallel sweep is never used")
+    game = random_zero_sum_game(3, 40, (3, 2), np.random.default_rng(5))
+    serial = algorithm1.solve(game, 150, 0.05, eval_every=10)
+    monkeypatch.setattr(algorithm1, "PARALLEL_CELLS", 1)
+    parallel = algorithm1.solve(game, 150, 0.05, eval_every=10)
+    for name in ("gap", "value", "mu_bar", "nu_bar", "mu_dagger", "nu_dagger"):
+        assert np.array_equal(getattr(serial, name), getattr(parallel, name)), name

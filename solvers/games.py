@@ -269,8 +269,8 @@ def _open_npz(path, what: str):
         raise GameError(f"{what} file {path} is not a readable .npz archive (not a zip file)")
     try:
         return np.load(path, allow_pickle=False)
-    except (zipfile.BadZipFile, OSError, EOFError) as exc:
-        raise GameError(f"{what} file {path} is not a readable .npz archive ({exc})") from None
+    except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError) as exc:  # NotImplementedError: a damaged
+        raise GameError(f"{what} file {path} is not a readable .npz archive ({exc})") from None  # zip version field
     except ValueError as exc:
         raise GameError(f"{what} file {path} cannot be loaded safely ({exc})") from None
 

@@ -298,14 +298,19 @@ def _read_array(data, key: str, path: str, max_entries: int) -> np.ndarray:
         raise GameError(f"{path}: '{key}' is truncated or corrupt ({type(exc).__name__}: {exc})") from None
 
 
+def read_kind(data, path: str) -> str:
+    """The ``kind`` string of an open game ``.npz`` (one :class:`GameError` if it is missing or not a string)."""
+    kind = _read_array(data, "kind", path, 64)
+    if kind.dtype.kind not in "US" or kind.ndim != 0:
+        raise GameError(f"{path}: 'kind' must be a string scalar, got {kind.dtype} {kind.shape}")
+    return str(kind.item())
+
+
 def load_game(path) -> ZeroSumGame:
     """Load and validate a game ``.npz`` (format in the module docstring)."""
     path = os.fspath(path)
     with _open_npz(path, "game") as data:
-        kind = _read_array(data, "kind", path, 64)
-        if kind.dtype.kind not in "US" or kind.ndim != 0:
-            raise GameError(f"{path}: 'kind' must be a string scalar, got {kind.dtype} {kind.shape}")
-        kind = str(kind.item())
+        kind = read_kind(data, path)
         if kind != "zero_sum":
             raise GameError(f"{path}: kind '{kind}' is not supported here (expected 'zero_sum')")
         rewards = _read_array(data, "rewards", path, MAX_DENSE_ENTRIES)

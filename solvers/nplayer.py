@@ -51,6 +51,7 @@ from .games import (
     _read_array,
     check_initial_state,
     load_game,
+    read_kind,
 )
 
 __all__ = [
@@ -235,26 +236,35 @@ def _scalar(data, key, path):
     return arr
 
 
+def read_nplayer_kind(data, path: str) -> str:
+    """The ``kind`` of an open N-player game ``.npz``: one of :data:`KINDS`, else one :class:`GameError`."""
+    kind = read_kind(data, path)
+    if kind not in KINDS:
+        hint = " (use load_any_game for zero-sum files)" if kind == "zero_sum" else ""
+        raise GameError(f"{path}: kind '{kind}' is not an N-player kind ({', '.join(KINDS)}){hint}")
+    return kind
+
+
+def read_nplayer_common(data, path: str) -> tuple:
+    """(rewards, initial_state, gamma, rho, potential) of an open N-player game ``.npz`` (the optional ones None)."""
+    rewards = _read_array(data, "rewards", path, MAX_DENSE_ENTRIES)
+    s1 = _scalar(data, "initial_state", path)
+    gamma = _scalar(data, "gamma", path) if "gamma" in data.files else None
+    rho = _read_array(data, "rho", path, MAX_DENSE_ENTRIES) if "rho" in data.files else None
+    phi = _read_array(data, "potential", path, MAX_DENSE_ENTRIES) if "potential" in data.files else None
+    return rewards, s1, gamma, rho, phi
+
+
 def load_markov_game(path) -> MarkovGame:
     """Load and validate an N-player game ``.npz`` (kind "potential" or "general_sum")."""
     path = os.fspath(path)
     with _open_npz(path, "game") as data:
-        kind = _read_array(data, "kind", path, 64)
-        if kind.dtype.kind not in "US" or kind.ndim != 0:
-            raise GameError(f"{path}: 'kind' must be a string scalar, got {kind.dtype} {kind.shape}")
-        kind = str(kind.item())
-        if kind not in KINDS:
-            hint = " (use load_any_game for zero-sum files)" if kind == "zero_sum" else ""
-            raise GameError(f"{path}: kind '{kind}' is not an N-player kind ({', '.join(KINDS)}){hint}")
+        kind = read_nplayer_kind(data, path)
         if "local_transitions" in data.files:
             raise GameError(f"{path}: a product-state game (local_transitions): load it with load_any_game or "
                             "solvers.product_games.load_product_game")
-        rewards = _read_array(data, "rewards", path, MAX_DENSE_ENTRIES)
+        rewards, s1, gamma, rho, phi = read_nplayer_common(data, path)
         transitions = _read_array(data, "transitions", path, MAX_DENSE_ENTRIES)
-        s1 = _scalar(data, "initial_state", path)
-        gamma = _scalar(data, "gamma", path) if "gamma" in data.files else None
-        rho = _read_array(data, "rho", path, MAX_DENSE_ENTRIES) if "rho" in data.files else None
-        phi = _read_array(data, "potential", path, MAX_DENSE_ENTRIES) if "potential" in data.files else None
     try:
         return MarkovGame(rewards, transitions, s1, kind, gamma, rho, phi)
     except GameError as exc:
@@ -266,9 +276,8 @@ def load_any_game(path):
     product-state file (``local_transitions``) as :class:`solvers.product_games.ProductMarkovGame`."""
     path = os.fspath(path)
     with _open_npz(path, "game") as data:
-        kind = _read_array(data, "kind", path, 64)
+        kind = read_kind(data, path)
         product = "local_transitions" in data.files
-    kind = str(kind.item()) if kind.dtype.kind in "US" and kind.ndim == 0 else None
     if kind == "zero_sum":
         return load_game(path)
     if product:

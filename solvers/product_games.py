@@ -38,7 +38,8 @@ import numpy as np
 
 from .games import (MAX_DENSE_ENTRIES, PROB_ATOL, GameError, _as_float_array, _check_distributions, _open_npz,
                     _read_array, check_initial_state)
-from .nplayer import KINDS, MarkovGame, NPlayerShape, check_discount, check_potential
+from .nplayer import (KINDS, MarkovGame, NPlayerShape, check_discount, check_potential, read_nplayer_common,
+                      read_nplayer_kind)
 
 __all__ = ["ProductMarkovGame", "load_product_game", "save_product_game", "is_product_file"]
 
@@ -128,22 +129,11 @@ def is_product_file(data) -> bool:
 
 def load_product_game(path) -> ProductMarkovGame:
     """Load and validate a product-state game ``.npz`` (module docstring)."""
-    from .nplayer import _scalar
-
     path = os.fspath(path)
     with _open_npz(path, "game") as data:
-        kind = _read_array(data, "kind", path, 64)
-        if kind.dtype.kind not in "US" or kind.ndim != 0:
-            raise GameError(f"{path}: 'kind' must be a string scalar, got {kind.dtype} {kind.shape}")
-        kind = str(kind.item())
-        if kind not in KINDS:
-            raise GameError(f"{path}: kind '{kind}' is not an N-player kind ({', '.join(KINDS)})")
-        rewards = _read_array(data, "rewards", path, MAX_DENSE_ENTRIES)
+        kind = read_nplayer_kind(data, path)
+        rewards, s1, gamma, rho, phi = read_nplayer_common(data, path)
         local = _read_array(data, "local_transitions", path, MAX_DENSE_ENTRIES)
-        s1 = _scalar(data, "initial_state", path)
-        gamma = _scalar(data, "gamma", path) if "gamma" in data.files else None
-        rho = _read_array(data, "rho", path, MAX_DENSE_ENTRIES) if "rho" in data.files else None
-        phi = _read_array(data, "potential", path, MAX_DENSE_ENTRIES) if "potential" in data.files else None
     try:
         return ProductMarkovGame(rewards, local, s1, kind, gamma, rho, phi)
     except GameError as exc:

@@ -119,6 +119,29 @@ def trial_resources(settings: TrialSettings, config: dict) -> dict:
     return {"cpu": cpus, "memory": int(game + runs + work + WORKER_BASE_BYTES)}
 
 
+def run_methods(methods, games, individual_fn, meta_fn, n_tasks: int, T: int, eta, alpha: float, options: dict):
+    """Individual learning (``individual_fn(games, T, eta, **options)``) as ``n_tasks`` Ray tasks when
+    ``n_tasks >= 1`` (else in process) while this process runs the meta chain (``meta_fn(games, T, eta,
+    alpha, **options)``, sequential by nature); returns ({method: runs}, number of Ray tasks)."""
+    runs, pending = {}, []
+    if "individual" in methods and n_tasks >= 1:
+        import ray
+
+        remote = ray.remote(num_cpus=1)(individual_fn)
+        pending = [remote.remote([games[i] for i in part], T, eta, **options)
+                   for part in np.array_split(np.arange(len(games)), n_tasks)]
+    if "meta" in methods:
+        runs["meta"] = meta_fn(games, T, eta, alpha, **options)
+    if "individual" in methods:
+        if pending:
+            import ray
+
+            runs["individual"] = [r for part in ray.get(pending) for r in part]
+        else:
+            runs["individual"] = individual_fn(games, T, eta, **options)
+    return runs, len(pending)
+
+
 def run_trial(config: dict, settings: TrialSettings) -> TrialOutput:
     """Run one config (module docstring). ``config`` holds :data:`CONFIG_KEYS`."""
     t0 = time.perf_counter()
@@ -131,32 +154,14 @@ def run_trial(config: dict, settings: TrialSettings) -> TrialOutput:
         games = game_family(settings.family, K, float(config["sigma"]), H, int(config["seed"]), settings.states, settings.actions,
                             **sparse_opts)
     options = _options(config, settings)
-    runs: dict[str, list[GameRun]] = {}
-    pending, num_tasks = [], 0
     spare = int(settings.cpus_per_trial) - 1
     if settings.family in SPARSE_FAMILIES:  # parallel kernels on the trial's own CPUs (trial_resources), no fan-out
         import numba
 
         numba.set_num_threads(max(1, min(numba.config.NUMBA_NUM_THREADS, int(trial_resources(settings, config)["cpu"]))))
         spare = 0
-    if "individual" in settings.methods:
-        n_tasks = _batches(K, H, games[0].num_states, T, spare) if spare >= 1 else 0
-        if n_tasks >= 1:
-            import ray
-
-            remote = ray.remote(num_cpus=1)(individual_runs)
-            parts = np.array_split(np.arange(K), n_tasks)
-            pending = [remote.remote([games[i] for i in part], T, eta, **options) for part in parts]
-            num_tasks = len(pending)
-    if "meta" in settings.methods:
-        runs["meta"] = meta_chain(games, T, eta, alpha, **options)
-    if "individual" in settings.methods:
-        if pending:
-            import ray
-
-            runs["individual"] = [r for part in ray.get(pending) for r in part]
-        else:
-            runs["individual"] = individual_runs(games, T, eta, **options)
+    n_tasks = _batches(K, H, games[0].num_states, T, spare) if spare >= 1 else 0
+    runs, num_tasks = run_methods(settings.methods, games, individual_runs, meta_chain, n_tasks, T, eta, alpha, options)
     kernel_s = sum(r.result.kernel_seconds for rs in runs.values() for r in rs)
     out = summarize(runs, config, settings, alpha)
     out.scalars["time/kernel_s"] = kernel_s

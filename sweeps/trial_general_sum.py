@@ -31,7 +31,7 @@ import time
 
 import numpy as np
 
-from .trial import TrialOutput, TrialSettings
+from .trial import TrialOutput, TrialSettings, run_methods
 
 __all__ = ["CONFIG_KEYS", "DEFAULT_PLAYERS", "EVAL_LOG_POINTS", "curve_tables", "make_games", "run_trial"]
 
@@ -86,28 +86,13 @@ def run_trial(config: dict, settings: TrialSettings) -> TrialOutput:
     games = make_games(config, settings)
     options = dict(stage_reset=bool(config["stage_reset"]), tie_break=config["tie_break"], eval_every=settings.eval_every,
                    eval_log_points=None if settings.eval_every else EVAL_LOG_POINTS)
-    runs, pending, num_tasks = {}, [], 0
-    spare = int(settings.cpus_per_trial) - 1
+    spare, n_tasks = int(settings.cpus_per_trial) - 1, 0
     if "individual" in settings.methods and spare >= 1:
         g = games[0]
         work = K * g.horizon * g.num_states * int(np.prod(g.num_actions)) * T * SECONDS_PER_CELL_JOINT_ITER
-        n_tasks = max(1, min(spare, K, int(work / TASK_WORK_S)))
         if work >= TASK_WORK_S:
-            import ray
-
-            remote = ray.remote(num_cpus=1)(individual_runs)
-            pending = [remote.remote([games[i] for i in part], T, eta, **options)
-                       for part in np.array_split(np.arange(K), n_tasks)]
-            num_tasks = len(pending)
-    if "meta" in settings.methods:
-        runs["meta"] = meta_chain(games, T, eta, alpha, **options)
-    if "individual" in settings.methods:
-        if pending:
-            import ray
-
-            runs["individual"] = [r for part in ray.get(pending) for r in part]
-        else:
-            runs["individual"] = individual_runs(games, T, eta, **options)
+            n_tasks = max(1, min(spare, K, int(work / TASK_WORK_S)))
+    runs, num_tasks = run_methods(settings.methods, games, individual_runs, meta_chain, n_tasks, T, eta, alpha, options)
     out = summarize(runs, games, config, settings, alpha)
     out.scalars["time/kernel_s"] = sum(r.result.kernel_seconds for rs in runs.values() for r in rs)
     out.scalars["time/individual_tasks"] = num_tasks

@@ -18,6 +18,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from mlflow.tracking import MlflowClient
+from test_sweep import summary_json
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
@@ -60,13 +61,6 @@ def metasweep(args, cwd, timeout=240, env=None):
     proc = subprocess.run([METASWEEP, *map(str, args)], cwd=cwd, env=_env(env), capture_output=True, text=True,
                           timeout=timeout)
     return proc.returncode, proc.stdout, proc.stderr
-
-
-def summary_json(out: str) -> dict:
-    for line in reversed(out.strip().splitlines()):
-        if line.startswith("{"):
-            return json.loads(line)
-    raise AssertionError(f"no JSON object on stdout:\n{out[-2000:]}")
 
 
 def runs_of(client, name):

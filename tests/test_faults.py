@@ -6,16 +6,22 @@ the expected metric points; a second sync changes nothing.
 """
 
 import json
+import subprocess
 import time
 import uuid
 
 import pytest
-from mlflow.tracking import MlflowClient
-
 from conftest import _server, free_port
-from test_sweep import METASWEEP, kill_tree, descendants, metasweep, runs_of, summary_json, _env  # noqa: F401
-
-import subprocess
+from mlflow.tracking import MlflowClient
+from test_sweep import (
+    METASWEEP,
+    _env,
+    kill_tree,
+    metasweep,
+    run_small_sweep,
+    runs_of,
+    summary_json,
+)
 
 # 6 trials of ~1 s of kernels each (K=3, H=3, T=250000, every 1000th iteration evaluated), 2 at a time.
 SPEC = """\
@@ -123,15 +129,9 @@ resources:
 def test_divergence_is_recorded_and_the_sweep_goes_on(mlflow_server, tmp_path):
     """eta = 1.7e308 overflows even the log-space updates: that trial is FINISHED with diverged = 1, the
     iteration, the tag metasweep.status = diverged and no curves; the other trial is untouched."""
-    name = f"diverge-{uuid.uuid4().hex[:8]}"
-    (tmp_path / "spec.yaml").write_text(SPEC_DIVERGE.format(experiment=name))
-    rc, out, err = metasweep(["run", "spec.yaml", "--tracking-uri", mlflow_server, "--num-cpus", 2], tmp_path, 240)
-    assert rc == 0, err[-3000:]
-    summary = summary_json(out)
+    summary, client, parent, children = run_small_sweep(SPEC_DIVERGE, "diverge", mlflow_server, tmp_path)
     assert (summary["finished"], summary["failed"], summary["diverged"]) == (2, 0, 1)
-    client = MlflowClient(tracking_uri=mlflow_server)
-    parents, children = runs_of(client, name)
-    assert parents[0].data.metrics["trials/diverged"] == 1
+    assert parent.data.metrics["trials/diverged"] == 1
     by_eta = {float(c.data.params["eta"]): c for c in children}
     bad, good = by_eta[1.7e308], by_eta[0.05]
     assert bad.info.status == good.info.status == "FINISHED"

@@ -3,13 +3,11 @@ bad input (one line, exit 2), and one small end-to-end sweep on a real Ray with 
 
 import json
 import os
-import uuid
 
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from mlflow.tracking import MlflowClient
-from test_sweep import metasweep, runs_of, summary_json
+from test_sweep import run_small_sweep
 
 from solvers.cce import evaluate_joint_policy, joint_average, load_joint_policy
 from solvers.nplayer import load_markov_game
@@ -137,15 +135,7 @@ eval_every: 20
 
 @pytest.mark.slow
 def test_general_sum_sweep_end_to_end(mlflow_server, tmp_path):
-    name = f"gs-{uuid.uuid4().hex[:8]}"
-    (tmp_path / "spec.yaml").write_text(SPEC.format(experiment=name))
-    rc, out, err = metasweep(["run", "spec.yaml", "--tracking-uri", mlflow_server, "--num-cpus", 2], tmp_path, 240)
-    assert rc == 0, err[-3000:]
-    summary = summary_json(out)
-    assert (summary["trials"], summary["finished"], summary["failed"]) == (2, 2, 0)
-    client = MlflowClient(mlflow_server)
-    parents, children = runs_of(client, name)
-    assert len(parents) == 1 and len(children) == 2
+    _, client, _, children = run_small_sweep(SPEC, "gs", mlflow_server, tmp_path)
     by_n = {c.data.params["players"]: c for c in children}
     assert set(by_n) == {"2", "3"}
     for n, c in by_n.items():

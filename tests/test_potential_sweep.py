@@ -2,12 +2,11 @@
 trial function, the spec, and one 2-trial sweep on a real local Ray tracked in a real MLflow server."""
 
 import json
-import uuid
 
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from mlflow.tracking import MlflowClient
+from test_sweep import run_small_sweep
 
 from solvers.potential_games import potential_family
 from solvers.potential_meta import run_potential_sequence
@@ -16,7 +15,6 @@ from sweeps.registry import ALGORITHMS
 from sweeps.spec import SpecError, load_spec
 from sweeps.trial import TrialSettings
 from sweeps.trial_potential import CONFIG_KEYS, run_trial
-from tests.test_sweep import metasweep, runs_of, summary_json
 
 
 def _run(argv, capsys):
@@ -130,15 +128,7 @@ def test_spec_validation(tmp_path):
 
 @pytest.mark.slow
 def test_potential_sweep_end_to_end(mlflow_server, tmp_path):
-    name = f"pqa-{uuid.uuid4().hex[:8]}"
-    (tmp_path / "spec.yaml").write_text(SPEC.format(experiment=name))
-    rc, out, err = metasweep(["run", "spec.yaml", "--tracking-uri", mlflow_server, "--num-cpus", 2], tmp_path, 240)
-    assert rc == 0, err[-3000:]
-    summary = summary_json(out)
-    assert (summary["trials"], summary["finished"], summary["failed"]) == (2, 2, 0)
-    client = MlflowClient(tracking_uri=mlflow_server)
-    parents, children = runs_of(client, name)
-    assert len(parents) == 1 and len(children) == 2
+    _, client, _, children = run_small_sweep(SPEC, "pqa", mlflow_server, tmp_path)
     assert sorted(c.data.params["seed"] for c in children) == ["0", "1"]
     for child in children:
         p, m = child.data.params, child.data.metrics

@@ -162,6 +162,22 @@ def runs_of(client, experiment_name):
     return parents, children
 
 
+def run_small_sweep(spec_template: str, prefix: str, mlflow_server: str, tmp_path, trials: int = 2):
+    """Run ``spec_template`` (formatted with a fresh ``experiment``) with ``metasweep run`` on 2 CPUs against
+    ``mlflow_server``; assert it exited 0 with every trial finished, one parent and one child per trial.
+    Returns (summary, client, parent run, child runs)."""
+    name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    (tmp_path / "spec.yaml").write_text(spec_template.format(experiment=name))
+    rc, out, err = metasweep(["run", "spec.yaml", "--tracking-uri", mlflow_server, "--num-cpus", 2], tmp_path, 240)
+    assert rc == 0, err[-3000:]
+    summary = summary_json(out)
+    assert (summary["trials"], summary["finished"], summary["failed"]) == (trials, trials, 0)
+    client = MlflowClient(tracking_uri=mlflow_server)
+    parents, children = runs_of(client, name)
+    assert len(parents) == 1 and len(children) == trials
+    return summary, client, parents[0], children
+
+
 def expected_params(eta, K, H, sigma, T, seed, stage_reset):
     """The child params contract (tracking/mlflow_runs.py): str() of the config values."""
     return {"eta": str(eta), "alpha": "None", "K": str(K), "H": str(H), "sigma": str(sigma), "T": str(T),

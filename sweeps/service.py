@@ -18,7 +18,6 @@ import os
 import subprocess
 import sys
 import time
-from importlib import metadata
 
 import numpy as np
 
@@ -70,16 +69,6 @@ def _git_commit() -> str:
         return subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5).stdout.strip() or "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"
-
-
-def _versions() -> dict:
-    out = {"python": sys.version.split()[0]}
-    for pkg in ("metasweep", "numpy", "numba", "ray", "mlflow", "pyarrow", "scipy"):
-        try:
-            out[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            pass
-    return out
 
 
 # ----------------------------------------------------------------------------- tracking set-up
@@ -453,12 +442,12 @@ def run_sweep(spec: SweepSpec, spec_text: str, address: str | None = None, track
     ray = _init_ray(address, num_cpus)
     cluster = ray.cluster_resources()
     _check_resources(spec, cluster)
-    from tracking.mlflow_runs import ensure_experiment, json_tag, start_parent_run
+    from tracking.mlflow_runs import ensure_experiment, json_tag, package_versions, start_parent_run
 
     exp_id = ensure_experiment(client, spec.experiment, artifact_root(uri))
     parent_id = start_parent_run(client, exp_id, sweep_id, spec_text, {
         "metasweep.git_commit": _git_commit(),
-        "metasweep.versions": json_tag(_versions()),
+        "metasweep.versions": json_tag(package_versions()),
         "metasweep.cluster_cpus": str(cluster.get("CPU", 0)),
         "metasweep.cluster_nodes": str(len([n for n in ray.nodes() if n.get("Alive")])),
         "metasweep.smoke_test": str(bool(smoke)),

@@ -40,6 +40,7 @@ __all__ = [
     "create_child",
     "log_trial",
     "node_tags",
+    "package_versions",
     "MAX_BATCH",
 ]
 
@@ -208,6 +209,21 @@ def log_trial(client, run_id: str, params: dict, scalars: dict, histories: dict,
         client.log_metric(run_id, "time/tracking_s", elapsed)
     client.set_terminated(run_id, status="FINISHED")
     return elapsed
+
+
+def package_versions() -> dict:
+    """Python and the versions of the packages a result depends on (the parent tag ``metasweep.versions``,
+    the report's header)."""
+    import sys
+    from importlib import metadata
+
+    out = {"python": sys.version.split()[0]}
+    for pkg in ("metasweep", "numpy", "numba", "scipy", "pyarrow", "matplotlib", "ray", "mlflow"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
 
 
 def json_tag(obj) -> str:

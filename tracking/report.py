@@ -33,17 +33,16 @@ import html
 import json
 import math
 import os
-import sys
 import time
 from collections import defaultdict
 from dataclasses import dataclass
-from importlib import metadata
 
 import numpy as np
 
 from . import report_figures as figs
 from .rates import (DEFECT, HOLDS, OUTSIDE, bound_verdict, combine_fits, fit_linear, fit_power_law, parse_ratio_key,
                     rate_verdict, running_mean)
+from .mlflow_runs import package_versions
 from .report_data import RunRecord, SweepData
 
 __all__ = ["Theory", "THEORIES", "build_report", "analyse_bounds", "analyse_rates", "analyse_similarity", "setting_of"]
@@ -547,16 +546,6 @@ def _write_csv(path: str, rows: list[dict]) -> None:
             w.writerow({k: (json.dumps(v) if isinstance(v, dict) else v) for k, v in r.items()})
 
 
-def _versions() -> dict:
-    out = {"python": sys.version.split()[0]}
-    for pkg in ("metasweep", "numpy", "scipy", "matplotlib", "mlflow", "ray", "numba"):
-        try:
-            out[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            pass
-    return out
-
-
 _CSS = """body{font-family:sans-serif;max-width:1200px;margin:auto;padding:1em;color:#222}
 table{border-collapse:collapse;font-size:12px;margin:0.5em 0}td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}
 th{background:#eee}tr.defect td{background:#fcc;font-weight:bold}tr.outside td{color:#777}
@@ -636,7 +625,7 @@ def build_report(sweeps: list[SweepData], out_dir: str, tail: float = 0.5, confi
     _write_csv(os.path.join(out_dir, "rates.csv"), rate_rows)
     _write_csv(os.path.join(out_dir, "bounds.csv"), bound_rows)
     _write_csv(os.path.join(out_dir, "similarity.csv"), sim_rows)
-    versions = _versions()
+    versions = package_versions()
     report = os.path.join(out_dir, "report.html")
     with open(report, "w") as fh:
         fh.write(_html(sweeps, runs, rate_rows, rate_summary, sim_rows, bound_rows, figures, notes, versions))

@@ -181,18 +181,22 @@ register_family(Family("random-potential", {"states": _STATES, "actions": _ACTIO
 register_family(Family("lq-tracking", {"gamma": _GAMMA, "rho": _RHO},
                        "the F.3 linear-quadratic tracking game (4 players, 625 states, 81 joint actions), perturbed drifts"))
 
+POTENTIAL_FAMILIES = ("paper-potential", "random-identical", "random-potential", "lq-tracking")
+#: Step sizes (alpha of Eq. (7) and Eq. (45), beta of Eq. (47)): a finite number > 0, required, as eta.
+STEP = ETA
+
 #: MAML (Section 4.2): inner step alpha, outer iterations M and step beta of Eq. (47), held-out games.
 MAML_PARAMS: dict[str, Param] = {
-    "step": Param("float", lambda v: is_num(v) and math.isfinite(v) and v > 0, "a number > 0", required=True),
+    "step": STEP,
     "outer_iterations": Param("int", lambda v: is_int(v) and 0 <= v <= 1_000_000, "an integer in [0, 1e6]", required=True),
-    "outer_step": Param("float", lambda v: is_num(v) and math.isfinite(v) and v > 0, "a number > 0", required=True),
+    "outer_step": STEP,
     "held_out": Param("int", lambda v: is_int(v) and 1 <= v <= 1000, "an integer in [1, 1000]", default=4),
 }
 
 register_algorithm(Algorithm(
     "maml",
     {**COMMON_PARAMS, **MAML_PARAMS},
-    ("paper-potential", "random-identical", "random-potential", "lq-tracking"),
+    POTENTIAL_FAMILIES,
     "sweeps.trial_maml:run_trial",
     "MAML over Markov potential games (Section 4.2, Eq. 47): exact meta-gradients; meta = MAML initialisation, "
     "individual = uniform initialisation, both adapted T policy-gradient steps on held-out games",
@@ -200,13 +204,11 @@ register_algorithm(Algorithm(
 
 
 # ----------------------------------------------------------------------------- projected Q-ascent (Section 4.1)
-# (the potential families are registered above, with MAML)
-#: Step size alpha of Eq. (7) (the paper's F.2: 0.05).
-STEP = Param("float", lambda v: is_num(v) and math.isfinite(v) and v > 0, "a number > 0", required=True)
+# (the potential families and STEP are registered above, with MAML; the paper's F.2 step is 0.05)
 register_algorithm(Algorithm(
     "projected-q-ascent",
     {"step": STEP, **COMMON_PARAMS},
-    ("paper-potential", "random-identical", "random-potential", "lq-tracking"),
+    POTENTIAL_FAMILIES,
     "sweeps.trial_potential:run_trial",
     "independent projected Q-ascent, Eq. (7) (Markov potential games), warm-start meta-learning of Theorem 3",
 ))

@@ -10,8 +10,9 @@ Names users and our checks rely on (contract):
   results, hex; absent outside Ray), ``metasweep.hostname`` and ``metasweep.status`` ("ok", or
   "diverged" when the trial's kernel produced a non-finite number: then the metrics ``diverged`` = 1
   and ``diverged_at`` = the iteration, and no curves); run name from the config.
-* child params: the trial's config with the spec's names (``eta``, ``alpha``, ``K``, ``H``, ``sigma``,
-  ``T``, ``seed``, ``stage_reset``, ``tie_break``) plus ``algorithm``, ``family``, ``methods``.
+* child params: the trial's config with the spec's names (the algorithm's parameters in
+  :mod:`sweeps.registry`; for Algorithm 1 ``eta``, ``alpha``, ``K``, ``H``, ``sigma``, ``T``, ``seed``,
+  ``stage_reset``, ``tie_break``) plus ``algorithm``, ``family``, ``methods`` and the family's game keys.
 * child step metrics (K-averaged, step = iteration): ``gap/individual``, ``gap/meta``,
   ``value/individual``, ``value/meta``.
 * child scalar metrics: see :func:`sweeps.trial.summarize`.

@@ -503,23 +503,24 @@ def _best_response_values(rewards, N, pol, adec, sdec, actions, dense_p, local_p
 
 
 @njit(cache=True)
+def _workspace(rewards, rows, N, Amax, local_p, factored, discounted):
+    """The work arrays of :func:`_evaluate` and :func:`solvers.qascent._q_ascent`, allocated once per call:
+    (buf1, buf2, E, w_minus, V, Qbar, W, qb, Ppi, qloc)."""
+    H, S, J = rewards.shape[1], rewards.shape[2], rewards.shape[3]
+    size = _buffer_size(rows, N, local_p, factored)
+    Ppi = np.zeros((S, S)) if discounted else np.zeros((1, 1))
+    L = local_p.shape[2] if factored else 1
+    return (np.zeros(size), np.zeros(size), np.zeros((rows, S, J)), np.zeros(N), np.zeros((rows, H + 1, S)),
+            np.zeros((N, H, S, Amax)), np.zeros((N, H + 1, S)), np.zeros((N, Amax)), Ppi, np.zeros((N, L)))
+
+
+@njit(cache=True)
 def _evaluate(rewards, rows, N, pol, adec, sdec, actions, dense_p, local_p, xmap, factored, gamma, discounted, rho,
               max_iter, rtol, vals, brs):
     """vals (rows,) = rho^T V_b of the product policy for every reward row; brs (N,) best-response values."""
-    H, S, J = rewards.shape[1], rewards.shape[2], rewards.shape[3]
+    S = rewards.shape[2]
     Amax = pol.shape[3]
-    size = _buffer_size(rows, N, local_p, factored)
-    buf1 = np.zeros(size)
-    buf2 = np.zeros(size)
-    E = np.zeros((rows, S, J))
-    w_minus = np.zeros(N)
-    V = np.zeros((rows, H + 1, S))
-    Qbar = np.zeros((N, H, S, Amax))
-    W = np.zeros((N, H + 1, S))
-    qb = np.zeros((N, Amax))
-    Ppi = np.zeros((S, S)) if discounted else np.zeros((1, 1))
-    L = local_p.shape[2] if factored else 1
-    qloc = np.zeros((N, L))
+    buf1, buf2, E, w_minus, V, Qbar, W, qb, Ppi, qloc = _workspace(rewards, rows, N, Amax, local_p, factored, discounted)
     _values_and_qbar(rewards, rows, N, pol, adec, sdec, dense_p, local_p, xmap, factored, gamma, discounted, V, Qbar,
                      False, E, buf1, buf2, w_minus, Ppi, qloc)
     for b in range(rows):

@@ -34,8 +34,8 @@ from numba import njit
 from ._blas import single_threaded_blas
 from .markov_kernels import (
     _best_response_values,
-    _buffer_size,
     _values_and_qbar,
+    _workspace,
     kernel_form,
     pad_policies,
     unpad_policies,
@@ -95,20 +95,9 @@ def _q_ascent(rewards, rows, N, pol, adec, sdec, actions, dense_p, local_p, xmap
     At every t in 0..T with eval_mask[t], fills the next row of out_vals (rows,) (rho^T V_b of pi^t)
     and out_brs (N,) (best-response values against pi^t_{-i}).
     """
-    H, S, J = rewards.shape[1], rewards.shape[2], rewards.shape[3]
+    H, S = rewards.shape[1], rewards.shape[2]
     Amax = pol.shape[3]
-    size = _buffer_size(rows, N, local_p, factored)
-    buf1 = np.zeros(size)
-    buf2 = np.zeros(size)
-    E = np.zeros((rows, S, J))
-    w_minus = np.zeros(N)
-    V = np.zeros((rows, H + 1, S))
-    Qbar = np.zeros((N, H, S, Amax))
-    W = np.zeros((N, H + 1, S))
-    qb = np.zeros((N, Amax))
-    Ppi = np.zeros((S, S)) if discounted else np.zeros((1, 1))
-    L = local_p.shape[2] if factored else 1
-    qloc = np.zeros((N, L))
+    buf1, buf2, E, w_minus, V, Qbar, W, qb, Ppi, qloc = _workspace(rewards, rows, N, Amax, local_p, factored, discounted)
     v = np.zeros(Amax)
     u = np.zeros(Amax)
     out = np.zeros(Amax)

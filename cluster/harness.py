@@ -14,7 +14,7 @@ Options (every command):
 
 ``--state-dir DIR``  where everything lives (default ``.state/cluster`` in the checkout, git-ignored):
                      ``cluster.json`` (what ``up`` started: addresses, PIDs and their start times),
-                     ``ray/`` (Ray's temp dir: sessions, logs, sockets), ``ray-head.log``,
+                     ``ray/`` (Ray's temp dir: sessions, logs, sockets; a link to ``/tmp/msray-<hash>`` when DIR/ray is too long for Ray's socket paths), ``ray-head.log``,
                      ``ray-worker-I.log``, ``postgres/`` (``cluster/postgres.py``), ``mlflow/``
                      (``cluster/mlflow_server.py``: log, served artifacts).
 ``--workers N``      worker nodes besides the head (default 1; 0 = head only).
@@ -58,6 +58,7 @@ JSON line and exits 0 if everything ``up`` started is alive, 1 otherwise. Bad ar
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import signal
@@ -337,9 +338,18 @@ def _start_node(p: dict, role: str, index: int, cpus: int, object_store_mb: int,
 # ----------------------------------------------------------------------------- commands
 
 
+def _ray_tmp(d: str) -> str:
+    """Ray's temp dir for state dir ``d``: ``d/ray``, or, when that is too long for Ray's Unix socket paths
+    (deep checkouts), ``/tmp/msray-<hash of d>``, which ``up`` links from ``d/ray``."""
+    own = os.path.join(d, "ray")
+    if len(own) <= MAX_RAY_TMP:
+        return own
+    return os.path.join("/tmp", "msray-" + hashlib.sha1(d.encode()).hexdigest()[:12])
+
+
 def _paths(state_dir: str) -> dict:
     d = os.path.abspath(state_dir)
-    return {"dir": d, "info": os.path.join(d, INFO_FILE), "ray_tmp": os.path.join(d, "ray"),
+    return {"dir": d, "info": os.path.join(d, INFO_FILE), "ray_tmp": _ray_tmp(d), "ray_link": os.path.join(d, "ray"),
             "postgres": os.path.join(d, "postgres"), "mlflow": os.path.join(d, "mlflow"),
             "token": os.path.join(d, "ray_auth_token")}
 
@@ -375,9 +385,6 @@ def check_args(state_dir: str, workers: int, head_cpus: int, worker_cpus: int, o
     if not timeout > 0:
         raise ValueError(f"--timeout must be > 0, got {timeout}")
     p = _paths(state_dir)
-    if len(p["ray_tmp"]) > MAX_RAY_TMP:
-        raise ValueError(f"--state-dir {p['dir']} is too long: Ray's Unix sockets live under DIR/ray/session_*/sockets "
-                         f"and must stay below 108 bytes (keep DIR/ray within {MAX_RAY_TMP} characters)")
     if os.path.exists(p["dir"]) and not os.path.isdir(p["dir"]):
         raise ValueError(f"--state-dir {p['dir']} exists and is not a folder")
     if not os.path.isfile(ray_bin()):
@@ -444,6 +451,8 @@ def up(state_dir: str, workers: int = 1, head_cpus: int = 1, worker_cpus: int = 
             info["tracking_uri"] = srv["url"]
             _write_info(p, info)
         os.makedirs(p["ray_tmp"], exist_ok=True)
+        if p["ray_tmp"] != p["ray_link"] and not os.path.lexists(p["ray_link"]):
+            os.symlink(p["ray_tmp"], p["ray_link"])
         if auth == "token":
             _write_token(p["token"])
         head = _start_node(p, "head", 0, head_cpus, object_store_mb, None, timeout, info["env"])

@@ -23,7 +23,7 @@ from test_sweep import METASWEEP, _env, kill_tree, runs_of, summary_json
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HARNESS = os.path.join(REPO, "cluster", "harness.py")
-STATE_ROOT = os.path.join(REPO, ".state", "t")  # short: Ray's Unix socket paths live below it
+STATE_ROOT = os.path.join(REPO, ".state", "t")  # in a deep checkout the harness moves Ray's temp dir to /tmp
 
 # 6 trials of ~1 s of kernels each (K=3, H=3, T=250000, every 1000th iteration evaluated).
 SPEC = """\

@@ -122,6 +122,7 @@ def cluster():
         after = harness("status", "--state-dir", state)
         assert after.returncode == 1  # nothing left running ...
         assert _processes_under(state) == []  # ... not even a Ray helper or worker
+        shutil.rmtree(os.path.realpath(os.path.join(state, "ray")), ignore_errors=True)  # /tmp/msray-* when linked
         shutil.rmtree(state, ignore_errors=True)
 
 

@@ -94,4 +94,5 @@ def test_worker_node_lost_mid_sweep(mlflow_server, tmp_path):
             kill_tree(driver)
         down = harness("down", "--state-dir", state)
         assert down.returncode == 0, down.stderr
+        shutil.rmtree(os.path.realpath(os.path.join(state, "ray")), ignore_errors=True)  # /tmp/msray-* when linked
         shutil.rmtree(state, ignore_errors=True)

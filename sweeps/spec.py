@@ -95,6 +95,7 @@ class SweepSpec:
     max_failures: int = 2
     eval_every: int | None = None
     metric_history_points: int = 50
+    tracking_overlap: bool = True  # tracking.overlap: MLflow uploads in the background, overlapping the next trial
     epsilon: float = 0.1
     tracking_uri: str | None = None
     ray_address: str | None = None
@@ -297,7 +298,7 @@ def _parse(raw) -> SweepSpec:
         raise _err("epsilon", f"must be a number > 0 (the gap level of iterations-to-epsilon), got {eps!r}")
 
     tracking = raw.get("tracking", {})
-    _check_keys(tracking, ("uri", "metric_history_points"), "tracking")
+    _check_keys(tracking, ("uri", "metric_history_points", "overlap"), "tracking")
     uri = tracking.get("uri")
     allow_abs = raw.get("allow_absolute_paths", False)
     if not isinstance(allow_abs, bool):
@@ -307,6 +308,9 @@ def _parse(raw) -> SweepSpec:
     mhp = tracking.get("metric_history_points", 50)
     if not _int(mhp) or not 2 <= mhp <= 1_000_000:
         raise _err("tracking.metric_history_points", f"must be an integer in [2, 1e6], got {mhp!r}")
+    overlap = tracking.get("overlap", True)
+    if not isinstance(overlap, bool):
+        raise _err("tracking.overlap", f"must be true or false, got {overlap!r}")
     address = raw.get("ray_address")
     if address is not None and (not isinstance(address, str) or not address):
         raise _err("ray_address", f"must be null, 'auto', 'host:port' or 'ray://host:port', got {address!r}")
@@ -319,7 +323,7 @@ def _parse(raw) -> SweepSpec:
     spec = SweepSpec(
         experiment=exp, algorithm=algorithm, family=family, states=states, actions=tuple(actions), game_options=game_options,
         methods=tuple(methods), params=params, num_samples=num_samples, search=search, cpus_per_trial=float(cpus),
-        max_concurrent_trials=mct, max_failures=mf, eval_every=ev, metric_history_points=mhp, epsilon=float(eps),
+        max_concurrent_trials=mct, max_failures=mf, eval_every=ev, metric_history_points=mhp, tracking_overlap=overlap, epsilon=float(eps),
         tracking_uri=uri, ray_address=address, confirm_large_grid=confirm, stopper=stopper, raw=raw,
     )
     return spec

@@ -53,7 +53,7 @@ def numba_steps(kf, game, T: int):
     mask = np.zeros(T + 1, dtype=np.bool_)
     with single_threaded_blas():  # as projected_q_ascent: the kernel's GEMMs on one BLAS thread
         t0 = time.perf_counter()
-        _q_ascent(kf.rewards, rows, N, pol, kf.adec, kf.sdec, kf.actions, kf.dense_p, kf.local_p, kf.xmap, kf.factored,
+        _q_ascent(kf.rewards, rows, N, pol, kf.adec, kf.sdec, kf.actions, kf.dense_p, kf.snext, kf.local_p, kf.xmap, kf.factored,
                   kf.gamma, kf.discounted, kf.rho, STEP, T, mask, PI_MAX_ITER, PI_RTOL, np.zeros((0, rows)),
                   np.zeros((0, N)))
         seconds = time.perf_counter() - t0

@@ -46,7 +46,7 @@ from numba import njit
 
 from ._blas import single_threaded_blas
 from .algorithm1 import TIE_BREAKS, _best_in_hindsight, _check_eta, _check_iterations, _omwu_cell, _reset_cell
-from .nplayer import MarkovGame
+from .nplayer import MarkovGame, dense_transitions
 from .schedule import stage_lengths
 
 __all__ = ["Algorithm2Result", "solve", "default_eta", "joint_action_table", "MAX_TRAJECTORY_ENTRIES"]
@@ -294,7 +294,7 @@ def solve(
     J = int(np.prod(nact))
     off = np.concatenate([[0], np.cumsum(acts_n)]).astype(np.int64)
     rewards = np.ascontiguousarray(game.rewards.reshape(N, H, S, J))
-    trans2d = np.ascontiguousarray(game.transitions.reshape(H, S * J, S))
+    trans2d = np.ascontiguousarray(dense_transitions(game, "Algorithm 2").reshape(H, S * J, S))
     traj = np.empty((T, H, S, D))
     dag = np.empty((n_stages, H, S, D))
     t0 = time.perf_counter()

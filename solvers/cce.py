@@ -53,7 +53,7 @@ import numpy as np
 from numba import njit
 
 from .games import MAX_DENSE_ENTRIES, GameError, _as_float_array, _check_distributions, _open_npz, _read_array
-from .nplayer import MarkovGame
+from .nplayer import MarkovGame, dense_transitions
 from .schedule import eval_iterations
 
 __all__ = [
@@ -127,7 +127,7 @@ def _step(game_r, P2, h, joint, V_next, B_next):
 def _evaluate(game: MarkovGame, joint_at) -> tuple[np.ndarray, np.ndarray]:
     """(V_1(s), V^dag_1(s)) per player, (N, S) each, of the Markov correlated policy with joint ``joint_at(h)``."""
     N, H, S = game.num_players, game.horizon, game.num_states
-    P2 = game.transitions.reshape(H, -1, S)
+    P2 = dense_transitions(game, "the CCE evaluator").reshape(H, -1, S)
     V, B = np.zeros((N, S)), np.zeros((N, S))
     for h in range(H - 1, -1, -1):
         V, B = _step(game.rewards, P2, h, joint_at(h), V, B)
@@ -253,7 +253,7 @@ def certified_evaluations(game: MarkovGame, result, stage_mixtures: np.ndarray |
     if stage_mixtures is None:
         stage_mixtures = _JointSums(result).stage_mixtures()
     M = stage_mixtures.reshape(L.shape[0], H, S, *acts_n)
-    P2 = game.transitions.reshape(H, -1, S)
+    P2 = dense_transitions(game, "the CCE evaluator").reshape(H, -1, S)
     s1 = game.initial_state
     values = np.empty((L.shape[0], N))
     brs = np.empty((L.shape[0], N))

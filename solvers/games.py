@@ -229,16 +229,17 @@ class ZeroSumGame:
         return ZeroSumGame(self.rewards, P, self.initial_state)
 
 
-def _sparse_transitions(nxt, prob, shape: tuple) -> tuple[np.ndarray, np.ndarray]:
-    """Validate the sparse pair against (H, S, A, B); return read-only int32 / float64 arrays (shared if possible)."""
+def _sparse_transitions(nxt, prob, shape: tuple, axes: str = "(H, S, A, B, k)") -> tuple[np.ndarray, np.ndarray]:
+    """Validate the sparse pair against the leading ``shape`` ((H, S, A, B), or (H, S, A_1, ..., A_N) with
+    ``axes`` naming it in errors); return read-only int32 / float64 arrays (shared if possible)."""
     if nxt is None or prob is None:
         raise GameError("sparse transitions need both transition_next and transition_prob")
-    H, S, A, B = shape
+    S = shape[1]
     nxt_arr = np.asarray(nxt)
     if nxt_arr.dtype == object or not np.issubdtype(nxt_arr.dtype, np.integer):
         raise GameError(f"transition_next must be an integer array, got dtype {nxt_arr.dtype}")
-    if nxt_arr.ndim != 5 or nxt_arr.shape[:4] != (H, S, A, B) or nxt_arr.shape[4] < 1:
-        raise GameError(f"transition_next must have shape (H, S, A, B, k) = {(H, S, A, B)} + (k,) with k >= 1, got {nxt_arr.shape}")
+    if nxt_arr.ndim != len(shape) + 1 or nxt_arr.shape[:-1] != tuple(shape) or nxt_arr.shape[-1] < 1:
+        raise GameError(f"transition_next must have shape {axes} = {tuple(shape)} + (k,) with k >= 1, got {nxt_arr.shape}")
     p = np.asarray(prob)
     if p.shape != nxt_arr.shape:
         raise GameError(f"transition_prob must have the shape of transition_next {nxt_arr.shape}, got {p.shape}")
@@ -249,7 +250,7 @@ def _sparse_transitions(nxt, prob, shape: tuple) -> tuple[np.ndarray, np.ndarray
         nxt_arr = np.array(nxt_arr, dtype=np.int32, order="C", copy=True)
     elif not (nxt_arr.flags.c_contiguous and not nxt_arr.flags.writeable):
         nxt_arr = np.array(nxt_arr, order="C", copy=True)
-    p = _as_float_array("transition_prob", p, 5)
+    p = _as_float_array("transition_prob", p, nxt_arr.ndim)
     from .sparse import check_sparse_transitions  # Numba: imported only for sparse games
 
     check_sparse_transitions(nxt_arr, p, S, PROB_ATOL)

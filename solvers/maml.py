@@ -64,7 +64,7 @@ import numpy as np
 import scipy.linalg
 
 from ._blas import single_threaded_blas
-from .nplayer import POTENTIAL_ATOL, MarkovGame, potential_certificate
+from .nplayer import POTENTIAL_ATOL, MarkovGame, dense_transitions, potential_certificate
 
 __all__ = [
     "BACKENDS",
@@ -215,7 +215,7 @@ def potential_game(game, atol: float = POTENTIAL_ATOL) -> PotentialGame:
     J = int(np.prod(A))
     cert = potential_certificate(game, atol)
     phi = np.ascontiguousarray(cert.phi, dtype=np.float64).reshape(H, S, J)
-    kernel = _ProductKernel(local) if local is not None else _DenseKernel(game.transitions, S, J)
+    kernel = _ProductKernel(local) if local is not None else _DenseKernel(dense_transitions(game, "MAML"), S, J)
     return PotentialGame(phi, kernel, game.initial_distribution, game.gamma, tuple(A), game, cert.exact)
 
 
@@ -418,7 +418,7 @@ class _NumbaOps:
             self.local_p = np.zeros((1, 1, 1, 1, 1))
             self.sdec = np.zeros((S, N), dtype=np.int64)
             self.xmap = np.zeros((1, 1), dtype=np.int64)
-            self.dense_p = np.ascontiguousarray(game.transitions).reshape(H, S, J, S)
+            self.dense_p = np.ascontiguousarray(dense_transitions(game, "MAML")).reshape(H, S, J, S)
             buf = 1
         self.buf1, self.buf2 = np.empty(buf), np.empty(buf)
         self.E = np.empty((S, J))

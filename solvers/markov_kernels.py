@@ -1,8 +1,9 @@
-"""Numba kernels for product policies on N-player Markov games (dense or product-state transitions).
+"""Numba kernels for product policies on N-player Markov games (dense, sparse or product-state transitions).
 
 The kernels see a game in a flat "kernel form" (:func:`kernel_form`): rewards (R, H, S, J) over
-joint actions j (C order over (A_1, ..., A_N)), either dense transitions (H, S, J, S) or local
-kernels (N, H, L, A, L) of a :class:`solvers.product_games.ProductMarkovGame`, and decode tables.
+joint actions j (C order over (A_1, ..., A_N)), either dense transitions (H, S, J, S), sparse ones
+(k successors ``snext`` (H, S, J, k) with probabilities (H, S, J, k), issue 9), or local kernels
+(N, H, L, A, L) of a :class:`solvers.product_games.ProductMarkovGame`, and decode tables.
 A product policy is one padded float64 array ``pol`` (N, H, S, A_max), ``pol[i, h, s, a]`` =
 pi_{h,i}(a | s) for a < A_i (entries a >= A_i are 0). Reward rows R >= N: rows 0..N-1 are the
 players' rewards; an optional row N holds a potential phi (its value is Phi(pi)).
@@ -14,8 +15,9 @@ Finite horizon (gamma = None), for every row b (backward induction, V_{H+1} = 0)
 Discounted (H = 1): ``V_b = (I - gamma P_pi)^{-1} r_{pi,b}`` (one LU solve), ``Q_b = r_b + gamma P V_b``.
 The averaged Q of Appendix C: ``Qbar_i(s, a_i) = sum_{a_{-i}} pi_{-i}(a_{-i} | s) Q_i(s, a_i, a_{-i})``.
 
-Expectations ``E[b, s, j] = sum_{s'} P(s' | s, j) V[b, s']`` are dense mat-vecs, or for product
-games successive mode products with each player's (L A, L) kernel (O(N (LA)^N L) instead of S^2 J).
+Expectations ``E[b, s, j] = sum_{s'} P(s' | s, j) V[b, s']`` are dense mat-vecs, k-term gathers for
+sparse games (``parallel=True`` over states: O(S J k)), or for product games successive mode
+products with each player's (L A, L) kernel (O(N (LA)^N L) instead of S^2 J).
 Kernels fill preallocated arrays in place (said per function) and allocate only small buffers.
 """
 
@@ -24,9 +26,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
+
+from .games import GameError
+from .sparse import N_CHUNKS
 
 __all__ = ["KernelForm", "kernel_form", "pad_policies", "unpad_policies"]
+
+#: A discounted sparse game is still evaluated by dense (S, S) solves: refuse beyond this many states.
+MAX_DISCOUNTED_STATES = 20_000
 
 
 @dataclass(frozen=True)
@@ -34,7 +42,9 @@ class KernelForm:
     """A game's arrays as the kernels take them (module docstring).
 
     rewards : float64 (R, H, S, J); rows 0..N-1 the players', row N the potential if ``has_phi``
-    dense_p : float64 (H, S, J, S) or a (1, 1, 1, 1) placeholder when ``factored``
+    dense_p : float64 (H, S, J, S) dense, (H, S, J, k) sparse (the probabilities of ``snext``), or a
+        (1, 1, 1, 1) placeholder when ``factored``
+    snext : int32 (H, S, J, k), the successors of a sparse game, else a (0, 1, 1, 1) placeholder
     local_p : float64 (N, H, L, A, L) or a (1, 1, 1, 1, 1) placeholder
     xmap : int64 (S, J), index of (s, j) in the mode-product output (factored), else (1, 1)
     adec : int64 (J, N), a_i of joint action j;  sdec : int64 (S, N), s_i of joint state s (factored)
@@ -44,6 +54,7 @@ class KernelForm:
 
     rewards: np.ndarray
     dense_p: np.ndarray
+    snext: np.ndarray
     local_p: np.ndarray
     xmap: np.ndarray
     adec: np.ndarray
@@ -63,6 +74,10 @@ class KernelForm:
     @property
     def num_states(self) -> int:
         return self.rewards.shape[2]
+
+    @property
+    def sparse(self) -> bool:
+        return self.snext.shape[0] > 0
 
     @property
     def max_actions(self) -> int:
@@ -101,9 +116,18 @@ def kernel_form(game, phi: np.ndarray | None = None) -> KernelForm:
         local = np.zeros((1, 1, 1, 1, 1))
         sdec = np.zeros((S, N), dtype=np.int64)
         xmap = np.zeros((1, 1), dtype=np.int64)
+    snext = np.zeros((0, 1, 1, 1), dtype=np.int32)
+    if getattr(game, "is_sparse", False):
+        if game.gamma is not None and S > MAX_DISCOUNTED_STATES:
+            raise GameError(f"a discounted game is evaluated by dense S x S solves; S = {S} is above "
+                            f"{MAX_DISCOUNTED_STATES} (use a finite horizon for large sparse games)")
+        k = game.transition_next.shape[-1]
+        dense = game.transition_prob.reshape(H, S, J, k)
+        snext = game.transition_next.reshape(H, S, J, k)
+    elif not factored:
         dense = np.ascontiguousarray(game.transitions).reshape(H, S, J, S)
     gamma = 0.0 if game.gamma is None else float(game.gamma)
-    return KernelForm(np.ascontiguousarray(r), dense, local, np.ascontiguousarray(xmap), adec, sdec, actions,
+    return KernelForm(np.ascontiguousarray(r), dense, snext, local, np.ascontiguousarray(xmap), adec, sdec, actions,
                       np.ascontiguousarray(game.initial_distribution, dtype=np.float64), gamma, game.gamma is not None,
                       factored, N, phi is not None)
 
@@ -124,11 +148,28 @@ def unpad_policies(pol: np.ndarray, actions) -> list[np.ndarray]:
 # ----------------------------------------------------------------------------- expectations
 
 
+@njit(cache=True, parallel=True)
+def _expect_sparse(h, V, rows, prob, snext, out, n_chunks):
+    """The sparse case of :func:`_expect`: k gathers per (b, s, j), states in ``n_chunks`` parallel chunks."""
+    S, J, k = out.shape[1], out.shape[2], prob.shape[3]
+    for c in prange(n_chunks):
+        for s in range(c * S // n_chunks, (c + 1) * S // n_chunks):
+            for j in range(J):
+                for b in range(rows):
+                    acc = 0.0
+                    for m in range(k):
+                        acc += prob[h, s, j, m] * V[b, snext[h, s, j, m]]
+                    out[b, s, j] = acc
+
+
 @njit(cache=True)
-def _expect(h, V, rows, dense_p, local_p, xmap, factored, buf1, buf2, out):
+def _expect(h, V, rows, dense_p, snext, local_p, xmap, factored, buf1, buf2, out):
     """Fill ``out[b, s, j] = sum_t P_h(t | s, j) V[b, t]`` for b < rows (in place)."""
     S = V.shape[1]
     J = out.shape[2]
+    if snext.shape[0] > 0:
+        _expect_sparse(h, V, rows, dense_p, snext, out, N_CHUNKS)
+        return
     if not factored:
         for s in range(S):
             for j in range(J):
@@ -189,7 +230,7 @@ def _joint_weights(pol, h, s, adec, N, w_minus, wall, wminus):
 
 
 @njit(cache=True)
-def _finite_values(rewards, rows, N, pol, adec, dense_p, local_p, xmap, factored, V, Qbar, want_qbar, E, buf1, buf2,
+def _finite_values(rewards, rows, N, pol, adec, dense_p, snext, local_p, xmap, factored, V, Qbar, want_qbar, E, buf1, buf2,
                    w_minus):
     """Finite horizon: fill V (rows, H+1, S) and, if ``want_qbar``, Qbar (N, H, S, A_max) in place."""
     H, S, J = rewards.shape[1], rewards.shape[2], rewards.shape[3]
@@ -197,7 +238,7 @@ def _finite_values(rewards, rows, N, pol, adec, dense_p, local_p, xmap, factored
     wminus = np.empty((N, J))
     V[:, H, :] = 0.0
     for h in range(H - 1, -1, -1):
-        _expect(h, V[:, h + 1, :], rows, dense_p, local_p, xmap, factored, buf1, buf2, E)
+        _expect(h, V[:, h + 1, :], rows, dense_p, snext, local_p, xmap, factored, buf1, buf2, E)
         V[:, h, :] = 0.0
         if want_qbar:
             Qbar[:, h, :, :] = 0.0
@@ -215,10 +256,21 @@ def _finite_values(rewards, rows, N, pol, adec, dense_p, local_p, xmap, factored
 
 
 @njit(cache=True)
-def _transition_matrix(pol, adec, sdec, dense_p, local_p, factored, N, out, qloc):
+def _transition_matrix(pol, adec, sdec, dense_p, snext, local_p, factored, N, out, qloc):
     """Fill out (S, S) with P_pi(s' | s) of the stationary product policy pol[:, 0] (in place)."""
     S = out.shape[0]
     J = adec.shape[0]
+    if snext.shape[0] > 0:
+        out[:, :] = 0.0
+        for s in range(S):
+            for j in range(J):
+                w = 1.0
+                for i in range(N):
+                    w *= pol[i, 0, s, adec[j, i]]
+                if w != 0.0:
+                    for m in range(snext.shape[3]):
+                        out[s, snext[0, s, j, m]] += w * dense_p[0, s, j, m]
+        return
     if not factored:
         out[:, :] = 0.0
         for s in range(S):
@@ -247,11 +299,11 @@ def _transition_matrix(pol, adec, sdec, dense_p, local_p, factored, N, out, qloc
 
 
 @njit(cache=True)
-def _discounted_values(rewards, rows, N, pol, adec, sdec, dense_p, local_p, xmap, factored, gamma, V, Qbar, want_qbar,
+def _discounted_values(rewards, rows, N, pol, adec, sdec, dense_p, snext, local_p, xmap, factored, gamma, V, Qbar, want_qbar,
                        E, buf1, buf2, w_minus, Ppi, qloc):
     """Discounted (H = 1): fill V (rows, 2, S) (V[:, 1] = 0) and Qbar (N, 1, S, A_max) in place."""
     S, J = rewards.shape[2], rewards.shape[3]
-    _transition_matrix(pol, adec, sdec, dense_p, local_p, factored, N, Ppi, qloc)
+    _transition_matrix(pol, adec, sdec, dense_p, snext, local_p, factored, N, Ppi, qloc)
     M = np.eye(S) - gamma * Ppi
     rhs = np.zeros((S, rows))
     for s in range(S):
@@ -265,7 +317,7 @@ def _discounted_values(rewards, rows, N, pol, adec, sdec, dense_p, local_p, xmap
             V[b, 0, s] = sol[s, b]
             V[b, 1, s] = 0.0
     if want_qbar:
-        _expect(0, V[:, 0, :], rows, dense_p, local_p, xmap, factored, buf1, buf2, E)
+        _expect(0, V[:, 0, :], rows, dense_p, snext, local_p, xmap, factored, buf1, buf2, E)
         Qbar[:, 0, :, :] = 0.0
         for s in range(S):
             for j in range(J):
@@ -278,7 +330,7 @@ def _discounted_values(rewards, rows, N, pol, adec, sdec, dense_p, local_p, xmap
 
 
 @njit(cache=True)
-def _finite_best_responses(rewards, N, pol, adec, actions, dense_p, local_p, xmap, factored, W, E, buf1, buf2, w_minus,
+def _finite_best_responses(rewards, N, pol, adec, actions, dense_p, snext, local_p, xmap, factored, W, E, buf1, buf2, w_minus,
                            qb):
     """Finite horizon: fill W (N, H+1, S), W[i, h, s] = max over player i's policies of its value against pi_{-i}."""
     H, S, J = rewards.shape[1], rewards.shape[2], rewards.shape[3]
@@ -286,7 +338,7 @@ def _finite_best_responses(rewards, N, pol, adec, actions, dense_p, local_p, xma
     wminus = np.empty((N, J))
     W[:, H, :] = 0.0
     for h in range(H - 1, -1, -1):
-        _expect(h, W[:, h + 1, :], N, dense_p, local_p, xmap, factored, buf1, buf2, E)
+        _expect(h, W[:, h + 1, :], N, dense_p, snext, local_p, xmap, factored, buf1, buf2, E)
         for s in range(S):
             qb[:, :] = 0.0
             _joint_weights(pol, h, s, adec, N, w_minus, wall, wminus)
@@ -302,7 +354,7 @@ def _finite_best_responses(rewards, N, pol, adec, actions, dense_p, local_p, xma
 
 
 @njit(cache=True)
-def _discounted_best_response(i, rewards, N, pol, adec, sdec, actions, dense_p, local_p, xmap, factored, gamma, rho,
+def _discounted_best_response(i, rewards, N, pol, adec, sdec, actions, dense_p, snext, local_p, xmap, factored, gamma, rho,
                               max_iter, rtol, E, buf1, buf2, w_minus, Ppi, qloc):
     """Discounted: rho^T V_i of player i's exact best response to pi_{-i} (policy iteration; returns it, iterations)."""
     S, J = rewards.shape[2], rewards.shape[3]
@@ -335,7 +387,7 @@ def _discounted_best_response(i, rewards, N, pol, adec, sdec, actions, dense_p, 
                 polbr[i, 0, s, a] = 0.0
             polbr[i, 0, s, greedy[s]] = 1.0
         # V_i of (greedy, pi_{-i}) and the Q of player i against pi_{-i} (Qbar_i does not depend on pi_i)
-        _transition_matrix(polbr, adec, sdec, dense_p, local_p, factored, N, Ppi, qloc)
+        _transition_matrix(polbr, adec, sdec, dense_p, snext, local_p, factored, N, Ppi, qloc)
         M = np.eye(S) - gamma * Ppi
         rhs = np.zeros(S)
         for s in range(S):
@@ -347,7 +399,7 @@ def _discounted_best_response(i, rewards, N, pol, adec, sdec, actions, dense_p, 
         v = np.linalg.solve(M, rhs)
         for s in range(S):
             V[0, 0, s] = v[s]
-        _expect(0, V[:, 0, :], 1, dense_p, local_p, xmap, factored, buf1, buf2, E)
+        _expect(0, V[:, 0, :], 1, dense_p, snext, local_p, xmap, factored, buf1, buf2, E)
         Qb[:, :, :, :] = 0.0
         for s in range(S):
             for j in range(J):
@@ -380,7 +432,7 @@ def _discounted_best_response(i, rewards, N, pol, adec, sdec, actions, dense_p, 
 
 
 @njit(cache=True)
-def _joint_mdp_optimum(reward, N, adec, sdec, dense_p, local_p, xmap, factored, gamma, discounted, rho, max_iter, rtol,
+def _joint_mdp_optimum(reward, N, adec, sdec, dense_p, snext, local_p, xmap, factored, gamma, discounted, rho, max_iter, rtol,
                        Vout):
     """max over joint policies of the value of ``reward`` (H, S, J) under the game's transitions.
 
@@ -400,7 +452,7 @@ def _joint_mdp_optimum(reward, N, adec, sdec, dense_p, local_p, xmap, factored, 
     V = np.zeros((1, H + 1, S))
     if not discounted:
         for h in range(H - 1, -1, -1):
-            _expect(h, V[:, h + 1, :], 1, dense_p, local_p, xmap, factored, buf1, buf2, E)
+            _expect(h, V[:, h + 1, :], 1, dense_p, snext, local_p, xmap, factored, buf1, buf2, E)
             for s in range(S):
                 best = -np.inf
                 for j in range(J):
@@ -434,11 +486,11 @@ def _joint_mdp_optimum(reward, N, adec, sdec, dense_p, local_p, xmap, factored, 
                 for i in range(N):
                     pol[i, 0, s, adec[sigma[s], i]] = 1.0
                 rhs[s] = reward[0, s, sigma[s]]
-            _transition_matrix(pol, adec, sdec, dense_p, local_p, factored, N, Ppi, qloc)
+            _transition_matrix(pol, adec, sdec, dense_p, snext, local_p, factored, N, Ppi, qloc)
             v = np.linalg.solve(np.eye(S) - gamma * Ppi, rhs)
             for s in range(S):
                 V[0, 0, s] = v[s]
-            _expect(0, V[:, 0, :], 1, dense_p, local_p, xmap, factored, buf1, buf2, E)
+            _expect(0, V[:, 0, :], 1, dense_p, snext, local_p, xmap, factored, buf1, buf2, E)
             changed = False
             for s in range(S):
                 cur = reward[0, s, sigma[s]] + gamma * E[0, s, sigma[s]]
@@ -472,28 +524,28 @@ def _buffer_size(rows, N, local_p, factored):
 
 
 @njit(cache=True)
-def _values_and_qbar(rewards, rows, N, pol, adec, sdec, dense_p, local_p, xmap, factored, gamma, discounted, V, Qbar,
+def _values_and_qbar(rewards, rows, N, pol, adec, sdec, dense_p, snext, local_p, xmap, factored, gamma, discounted, V, Qbar,
                      want_qbar, E, buf1, buf2, w_minus, Ppi, qloc):
     """V (rows, H+1, S) and, if ``want_qbar``, Qbar (N, H, S, A_max) of the product policy, in place."""
     if discounted:
-        _discounted_values(rewards, rows, N, pol, adec, sdec, dense_p, local_p, xmap, factored, gamma, V, Qbar, want_qbar,
+        _discounted_values(rewards, rows, N, pol, adec, sdec, dense_p, snext, local_p, xmap, factored, gamma, V, Qbar, want_qbar,
                            E, buf1, buf2, w_minus, Ppi, qloc)
     else:
-        _finite_values(rewards, rows, N, pol, adec, dense_p, local_p, xmap, factored, V, Qbar, want_qbar, E, buf1, buf2,
+        _finite_values(rewards, rows, N, pol, adec, dense_p, snext, local_p, xmap, factored, V, Qbar, want_qbar, E, buf1, buf2,
                        w_minus)
 
 
 @njit(cache=True)
-def _best_response_values(rewards, N, pol, adec, sdec, actions, dense_p, local_p, xmap, factored, gamma, discounted, rho,
+def _best_response_values(rewards, N, pol, adec, sdec, actions, dense_p, snext, local_p, xmap, factored, gamma, discounted, rho,
                           max_iter, rtol, W, E, buf1, buf2, w_minus, qb, Ppi, qloc, brs):
     """Fill brs (N,) with max_{pi_i'} V_i(pi_i', pi_{-i}) (from s_1, or rho-weighted), exactly."""
     S = rewards.shape[2]
     if discounted:
         for i in range(N):
-            brs[i], _ = _discounted_best_response(i, rewards, N, pol, adec, sdec, actions, dense_p, local_p, xmap, factored,
+            brs[i], _ = _discounted_best_response(i, rewards, N, pol, adec, sdec, actions, dense_p, snext, local_p, xmap, factored,
                                                   gamma, rho, max_iter, rtol, E, buf1, buf2, w_minus, Ppi, qloc)
     else:
-        _finite_best_responses(rewards, N, pol, adec, actions, dense_p, local_p, xmap, factored, W, E, buf1, buf2,
+        _finite_best_responses(rewards, N, pol, adec, actions, dense_p, snext, local_p, xmap, factored, W, E, buf1, buf2,
                                w_minus, qb)
         for i in range(N):
             acc = 0.0
@@ -515,18 +567,18 @@ def _workspace(rewards, rows, N, Amax, local_p, factored, discounted):
 
 
 @njit(cache=True)
-def _evaluate(rewards, rows, N, pol, adec, sdec, actions, dense_p, local_p, xmap, factored, gamma, discounted, rho,
+def _evaluate(rewards, rows, N, pol, adec, sdec, actions, dense_p, snext, local_p, xmap, factored, gamma, discounted, rho,
               max_iter, rtol, vals, brs):
     """vals (rows,) = rho^T V_b of the product policy for every reward row; brs (N,) best-response values."""
     S = rewards.shape[2]
     Amax = pol.shape[3]
     buf1, buf2, E, w_minus, V, Qbar, W, qb, Ppi, qloc = _workspace(rewards, rows, N, Amax, local_p, factored, discounted)
-    _values_and_qbar(rewards, rows, N, pol, adec, sdec, dense_p, local_p, xmap, factored, gamma, discounted, V, Qbar,
+    _values_and_qbar(rewards, rows, N, pol, adec, sdec, dense_p, snext, local_p, xmap, factored, gamma, discounted, V, Qbar,
                      False, E, buf1, buf2, w_minus, Ppi, qloc)
     for b in range(rows):
         acc = 0.0
         for s in range(S):
             acc += rho[s] * V[b, 0, s]
         vals[b] = acc
-    _best_response_values(rewards, N, pol, adec, sdec, actions, dense_p, local_p, xmap, factored, gamma, discounted, rho,
+    _best_response_values(rewards, N, pol, adec, sdec, actions, dense_p, snext, local_p, xmap, factored, gamma, discounted, rho,
                           max_iter, rtol, W, E, buf1, buf2, w_minus, qb, Ppi, qloc, brs)

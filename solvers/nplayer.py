@@ -13,7 +13,11 @@ key                dtype / shape                     meaning
 =================  ================================  ===============================================
 ``kind``           str                               ``"potential"`` or ``"general_sum"``
 ``rewards``        float64 (N, H, S, A_1, ..., A_N)  r_{h,i}(s, a): player i's reward
-``transitions``    float64 (H, S, A_1, ..., A_N, S)  P_h(s' | s, a), rows sum to 1
+``transitions``    float64 (H, S, A_1, ..., A_N, S)  P_h(s' | s, a), rows sum to 1 (dense form), or
+``transition_next`` int32 (H, S, A_1, ..., A_N, k)   sparse form (issue 9): k successor states per
+``transition_prob`` float64 (same shape)             (h, s, a) and their probabilities, padded with
+                                                     probability 0 (as for zero-sum games,
+                                                     :mod:`solvers.games`)
 ``initial_state``  int scalar                        s_1 in [0, S) (finite horizon)
 ``gamma``          float scalar, optional            discount in [0, 1): a discounted game (H = 1)
 ``rho``            float64 (S,), optional            initial distribution of a discounted game
@@ -42,6 +46,7 @@ import numpy as np
 
 from .games import (
     MAX_DENSE_ENTRIES,
+    MAX_SPARSE_ENTRIES,
     PROB_ATOL,
     GameError,
     ZeroSumGame,
@@ -49,6 +54,7 @@ from .games import (
     _check_distributions,
     _open_npz,
     _read_array,
+    _sparse_transitions,
     check_initial_state,
     load_game,
     read_kind,
@@ -159,22 +165,28 @@ class MarkovGame(NPlayerShape):
     Parameters
     ----------
     rewards : float64 (N, H, S, A_1, ..., A_N)
-    transitions : float64 (H, S, A_1, ..., A_N, S)
+    transitions : float64 (H, S, A_1, ..., A_N, S), or None with the sparse pair
     initial_state : int
     kind : "potential" or "general_sum"
     gamma : None (finite horizon) or a discount in [0, 1) (then H must be 1)
     rho : None or float64 (S,), the initial distribution of a discounted game
     potential : None or float64 (H, S, A_1, ..., A_N), a declared stage potential phi (not checked
         here: :func:`potential_certificate` checks it)
+    transition_next : int32 (H, S, A_1, ..., A_N, k), optional; transition_prob : float64 (same shape),
+        optional: the sparse form of the transitions (give these instead of ``transitions``)
+
+    Read-only, C-contiguous inputs of the stored dtype are shared without a copy (as in :class:`ZeroSumGame`).
     """
 
     rewards: np.ndarray
-    transitions: np.ndarray
+    transitions: np.ndarray | None
     initial_state: int = 0
     kind: str = "general_sum"
     gamma: float | None = None
     rho: np.ndarray | None = None
     potential: np.ndarray | None = None
+    transition_next: np.ndarray | None = None
+    transition_prob: np.ndarray | None = None
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -191,39 +203,95 @@ class MarkovGame(NPlayerShape):
         r = _as_float_array("rewards", r_in, N + 3)
         H, S = r.shape[1], r.shape[2]
         joint = r.shape[3:]
-        p = np.asarray(self.transitions)
-        if p.shape != (H, S, *joint, S):
-            raise GameError(f"transitions must have shape (H, S, A_1, ..., A_N, S) = {(H, S, *joint, S)} to match "
-                            f"rewards, got {p.shape}")
-        p = _as_float_array("transitions", p, N + 3)
-        _check_distributions("transitions", p, PROB_ATOL)
+        sparse = self.transition_next is not None or self.transition_prob is not None
+        if sparse:
+            if self.transitions is not None:
+                raise GameError("give either dense transitions or the sparse transition_next/transition_prob, not both")
+            nxt, p = _sparse_transitions(self.transition_next, self.transition_prob, (H, S, *joint),
+                                         "(H, S, A_1, ..., A_N, k)")
+            nxt.flags.writeable = False
+            object.__setattr__(self, "transition_next", nxt)
+            object.__setattr__(self, "transition_prob", p)
+        else:
+            if self.transitions is None:
+                raise GameError("a game needs transitions (H, S, A_1, ..., A_N, S) or the sparse pair transition_next, "
+                                "transition_prob")
+            p = np.asarray(self.transitions)
+            if p.shape != (H, S, *joint, S):
+                raise GameError(f"transitions must have shape (H, S, A_1, ..., A_N, S) = {(H, S, *joint, S)} to match "
+                                f"rewards, got {p.shape}")
+            p = _as_float_array("transitions", p, N + 3)
+            _check_distributions("transitions", p, PROB_ATOL)
         s1 = check_initial_state(self.initial_state, S)
         gamma, rho = check_discount(self.gamma, self.rho, H, S, s1)
         phi = check_potential(self.potential, r.shape[1:])
         r.flags.writeable = False
         p.flags.writeable = False
         object.__setattr__(self, "rewards", r)
-        object.__setattr__(self, "transitions", p)
+        if not sparse:
+            object.__setattr__(self, "transitions", p)
         object.__setattr__(self, "initial_state", s1)
         object.__setattr__(self, "gamma", gamma)
         object.__setattr__(self, "rho", rho)
         object.__setattr__(self, "potential", phi)
 
+    @property
+    def is_sparse(self) -> bool:
+        """Whether the transitions are stored in the sparse form (transition_next, transition_prob)."""
+        return self.transition_next is not None
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by the game's rewards and transitions."""
+        if self.is_sparse:
+            return self.rewards.nbytes + self.transition_next.nbytes + self.transition_prob.nbytes
+        return self.rewards.nbytes + self.transitions.nbytes
+
     def action_independent_transitions(self, atol: float = 0.0) -> bool:
-        """True if P_h(. | s, a) does not depend on the joint action a."""
+        """True if P_h(. | s, a) does not depend on the joint action a.
+
+        Sparse form: the expectations of two fixed random vectors in [0, 1]^S under every joint action
+        agree within ``atol`` + 1e-12 (equal distributions always pass; distinct ones fail with
+        probability 1, unless they differ by less than the tolerance).
+        """
         N = self.num_players
-        p = self.transitions
-        first = p[(slice(None), slice(None)) + (slice(0, 1),) * N]
-        return bool(np.all(np.abs(p - first) <= atol))
+        if not self.is_sparse:
+            p = self.transitions
+            first = p[(slice(None), slice(None)) + (slice(0, 1),) * N]
+            return bool(np.all(np.abs(p - first) <= atol))
+        test = np.random.default_rng(0).random((2, self.num_states))
+        nxt = self.transition_next.reshape(self.horizon, self.num_states, -1, self.transition_next.shape[-1])
+        prob = self.transition_prob.reshape(nxt.shape)
+        for v in test:
+            e = np.einsum("hsjk,hsjk->hsj", prob, v[nxt])
+            if np.any(np.abs(e - e[:, :, :1]) > atol + 1e-12):
+                return False
+        return True
 
     def with_rewards(self, rewards: np.ndarray, potential: np.ndarray | None = None) -> "MarkovGame":
-        """A copy with other rewards (and the given declared potential, none by default)."""
-        return MarkovGame(rewards, self.transitions, self.initial_state, self.kind, self.gamma, self.rho, potential)
+        """A copy with other rewards (and the given declared potential, none by default); transitions shared."""
+        return MarkovGame(rewards, self.transitions, self.initial_state, self.kind, self.gamma, self.rho, potential,
+                          self.transition_next, self.transition_prob)
+
+    def to_dense(self) -> "MarkovGame":
+        """The same game with dense (H, S, A_1, ..., A_N, S) transitions (small games)."""
+        if not self.is_sparse:
+            return self
+        H, S = self.horizon, self.num_states
+        k = self.transition_next.shape[-1]
+        rows = self.transition_next.size // k
+        if rows * S > MAX_DENSE_ENTRIES:
+            raise GameError(f"dense transitions would have {rows * S:.3g} entries, above {MAX_DENSE_ENTRIES:.3g}")
+        P = np.zeros((rows, S))
+        np.add.at(P, (np.arange(rows)[:, None], self.transition_next.reshape(rows, k)), self.transition_prob.reshape(rows, k))
+        return MarkovGame(self.rewards, P.reshape(self.transition_next.shape[:-1] + (S,)), self.initial_state, self.kind,
+                          self.gamma, self.rho, self.potential)
 
     @classmethod
     def from_zero_sum(cls, game: ZeroSumGame) -> "MarkovGame":
         """The zero-sum game as a two-player general-sum game: rewards (r, -r)."""
-        return cls(np.stack([game.rewards, -game.rewards]), game.transitions, game.initial_state, "general_sum")
+        return cls(np.stack([game.rewards, -game.rewards]), game.transitions, game.initial_state, "general_sum",
+                   transition_next=game.transition_next, transition_prob=game.transition_prob)
 
 
 # ----------------------------------------------------------------------------- file I/O
@@ -264,9 +332,16 @@ def load_markov_game(path) -> MarkovGame:
             raise GameError(f"{path}: a product-state game (local_transitions): load it with load_any_game or "
                             "solvers.product_games.load_product_game")
         rewards, s1, gamma, rho, phi = read_nplayer_common(data, path)
-        transitions = _read_array(data, "transitions", path, MAX_DENSE_ENTRIES)
+        nxt = prob = transitions = None
+        if "transitions" not in data.files and {"transition_next", "transition_prob"} & set(data.files):
+            nxt = _read_array(data, "transition_next", path, MAX_SPARSE_ENTRIES)
+            prob = _read_array(data, "transition_prob", path, MAX_SPARSE_ENTRIES)
+            for arr in (rewards, nxt, prob):  # freshly read: the game shares them without a copy
+                arr.flags.writeable = False
+        else:
+            transitions = _read_array(data, "transitions", path, MAX_DENSE_ENTRIES)
     try:
-        return MarkovGame(rewards, transitions, s1, kind, gamma, rho, phi)
+        return MarkovGame(rewards, transitions, s1, kind, gamma, rho, phi, nxt, prob)
     except GameError as exc:
         raise GameError(f"{path}: {exc}") from None
 
@@ -298,14 +373,25 @@ def save_markov_game(path, game: MarkovGame) -> None:
         extra = dict(gamma=np.array(game.gamma, dtype=np.float64), rho=game.rho)
     if game.potential is not None:
         extra["potential"] = game.potential
+    if game.is_sparse:
+        extra |= {"transition_next": game.transition_next, "transition_prob": game.transition_prob}
+    else:
+        extra["transitions"] = game.transitions
     np.savez(
         os.fspath(path),
         kind=np.array(game.kind),
         rewards=game.rewards,
-        transitions=game.transitions,
         initial_state=np.array(game.initial_state, dtype=np.int64),
         **extra,
     )
+
+
+def dense_transitions(game, what: str) -> np.ndarray:
+    """``game.transitions``; one :class:`GameError` for a sparse game, naming ``what`` needs the dense form."""
+    if getattr(game, "is_sparse", False):
+        raise GameError(f"{what} needs dense transitions, and this game is sparse (S = {game.num_states}): projected "
+                        "Q-ascent and the exact evaluators take sparse games; MarkovGame.to_dense() converts small ones")
+    return game.transitions
 
 
 def uniform_policies(game: MarkovGame) -> list[np.ndarray]:

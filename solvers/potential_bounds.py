@@ -46,6 +46,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from ._blas import single_threaded_blas
+from .sparse import kernel_threads
 from .markov_kernels import _joint_mdp_optimum, kernel_form
 from .nplayer import potential_certificate
 from .potential_eval import PI_MAX_ITER, PI_RTOL
@@ -63,8 +64,8 @@ def joint_mdp_optimum(game, reward: np.ndarray) -> float:
     H, S = kf.horizon, kf.num_states
     d = np.ascontiguousarray(np.asarray(reward, dtype=np.float64).reshape(H, S, -1))
     Vout = np.zeros((1, S))
-    with single_threaded_blas():
-        return float(_joint_mdp_optimum(d, kf.num_players, kf.adec, kf.sdec, kf.dense_p, kf.local_p, kf.xmap, kf.factored,
+    with single_threaded_blas(), kernel_threads(H * S):
+        return float(_joint_mdp_optimum(d, kf.num_players, kf.adec, kf.sdec, kf.dense_p, kf.snext, kf.local_p, kf.xmap, kf.factored,
                                         kf.gamma, kf.discounted, kf.rho, PI_MAX_ITER, PI_RTOL, Vout))
 
 
@@ -76,6 +77,9 @@ def shared_transitions(g1, g2) -> bool:
         return False
     if hasattr(g1, "local_transitions"):
         return bool(np.array_equal(g1.local_transitions, g2.local_transitions))
+    if g1.is_sparse or g2.is_sparse:
+        return g1.is_sparse and g2.is_sparse and all(np.array_equal(getattr(g1, k), getattr(g2, k))
+                                                    for k in ("transition_next", "transition_prob"))
     return g1.transitions.shape == g2.transitions.shape and bool(np.array_equal(g1.transitions, g2.transitions))
 
 
@@ -129,7 +133,7 @@ def mismatch_coefficient(game, max_states: int = KAPPA_MAX_STATES) -> float:
     rho = kf.rho
     if np.any(rho <= 0.0):
         # states reachable from supp(rho) under some joint action sequence
-        if kf.factored:
+        if kf.factored or kf.sparse:
             reach_step = game.to_dense().transitions.reshape(S, J, S).max(axis=1) > 0
         else:
             reach_step = kf.dense_p[0].max(axis=1) > 0

@@ -30,6 +30,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from ._blas import single_threaded_blas
+from .sparse import kernel_threads
 from .markov_kernels import _evaluate, kernel_form, pad_policies
 from .nplayer import validate_policies
 
@@ -89,8 +90,8 @@ def evaluate_product_policy(game, policies, with_potential: bool = True, kf=None
     N = kf.num_players
     pol = pad_policies(policies, kf.max_actions)
     vals, brs = np.zeros(rows), np.zeros(N)
-    with single_threaded_blas():
-        _evaluate(kf.rewards, rows, N, pol, kf.adec, kf.sdec, kf.actions, kf.dense_p, kf.local_p, kf.xmap, kf.factored,
+    with single_threaded_blas(), kernel_threads(kf.horizon * kf.num_states):
+        _evaluate(kf.rewards, rows, N, pol, kf.adec, kf.sdec, kf.actions, kf.dense_p, kf.snext, kf.local_p, kf.xmap, kf.factored,
                   kf.gamma, kf.discounted, kf.rho, PI_MAX_ITER, PI_RTOL, vals, brs)
     gaps = brs - vals[:N]
     return ProductPolicyEvaluation(vals[:N].copy(), brs, float(vals[N]) if kf.has_phi else float("nan"),

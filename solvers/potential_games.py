@@ -22,6 +22,11 @@ Families (``potential_family`` / ``metasweep game make --family``):
     potential (with action-dependent transitions, dummy terms that depend on the state would let
     player i influence them, and the game would in general not be an MPG). Game k adds N(0, sigma^2)
     per (s, a) to phi (and so to every r_i). The file declares ``potential`` = phi.
+``random-sparse-identical``
+    Identical interest with sparse transitions (issue 9, large state spaces): shared rewards
+    U[0, 1] per (h, s, a); every P_h(. | s, a) puts Dirichlet(1) weights on ``successors`` states
+    drawn uniformly with replacement (as :func:`solvers.generators.random_sparse_zero_sum_game`);
+    finite horizon only. Game k adds N(0, sigma^2) per (s, a), as ``random-identical``.
 ``lq-tracking``
     Appendix F.3 (:func:`lq_tracking_game`); game k perturbs each player's drift magnitude,
     d_{k,i} = 1 + N(0, sigma^2) (the paper's sigma = 0.5), rewards unchanged.
@@ -47,6 +52,7 @@ __all__ = [
     "paper_potential_game",
     "random_identical_game",
     "random_potential_game",
+    "random_sparse_identical_game",
     "lq_tracking_game",
     "lq_potential",
     "lq_noise_distribution",
@@ -62,7 +68,7 @@ F2_REWARDS = np.array(
     ]
 )
 
-POTENTIAL_FAMILIES = ("paper-potential", "random-identical", "random-potential", "lq-tracking")
+POTENTIAL_FAMILIES = ("paper-potential", "random-identical", "random-potential", "lq-tracking", "random-sparse-identical")
 RHO_CHOICES = ("initial", "uniform")
 
 
@@ -118,6 +124,28 @@ def random_identical_game(horizon: int, num_states: int, num_actions, rng: np.ra
     r = rng.random((H, S, *actions))
     P = rng.dirichlet(np.ones(S), size=(H, S, *actions))
     return MarkovGame(np.broadcast_to(r, (N, *r.shape)), P, 0, "potential", gamma, _rho(rho, S, 0, gamma))
+
+
+def random_sparse_identical_game(horizon: int, num_states: int, num_actions, successors: int,
+                                 rng: np.random.Generator) -> MarkovGame:
+    """Identical interest with sparse transitions (module docstring), s_1 = 0; arrays filled step by step in place."""
+    for name, v in (("horizon", horizon), ("num_states", num_states), ("successors", successors)):
+        _check_positive_int(name, v)
+    actions = _check_actions(num_actions)
+    H, S, N, k = horizon, num_states, len(actions), successors
+    if S > np.iinfo(np.int32).max:
+        raise GameError(f"num_states must fit int32 (< 2^31), got {S}")
+    r = np.empty((H, S, *actions))
+    nxt = np.empty((H, S, *actions, k), dtype=np.int32)
+    prob = np.empty((H, S, *actions, k))
+    for h in range(H):
+        rng.random(out=r[h])
+        nxt[h] = rng.integers(0, S, size=(S, *actions, k), dtype=np.int32)
+        rng.standard_exponential(out=prob[h])  # Dirichlet(1) = normalised i.i.d. Exp(1)
+        prob[h] /= prob[h].sum(axis=-1, keepdims=True)
+    for arr in (nxt, prob):  # handed over without a copy
+        arr.flags.writeable = False
+    return MarkovGame(np.broadcast_to(r, (N, *r.shape)), None, 0, "potential", transition_next=nxt, transition_prob=prob)
 
 
 def random_potential_game(horizon: int, num_states: int, num_actions, rng: np.random.Generator, dummy_scale: float = 1.0,
@@ -240,11 +268,13 @@ def lq_tracking_game(horizon: int = 10, drifts=None, players: int = 4, width: in
 
 
 def potential_family(family: str, count: int, sigma: float, horizon: int, seed: int, *, num_states: int = 2,
-                     num_actions=(2, 2), dummy_scale: float = 1.0, gamma: float | None = None, rho: str = "initial"):
+                     num_actions=(2, 2), dummy_scale: float = 1.0, gamma: float | None = None, rho: str = "initial",
+                     successors: int = 4):
     """K games of a family (module docstring): game k from child k of ``SeedSequence(seed)``.
 
     Returns a list of :class:`MarkovGame` (``lq-tracking``: :class:`ProductMarkovGame`). ``num_states``,
-    ``num_actions`` (one count per player) and ``dummy_scale`` apply to the random families only.
+    ``num_actions`` (one count per player) and ``dummy_scale`` apply to the random families only,
+    ``successors`` to ``random-sparse-identical`` (whose K games share one set of transitions).
     """
     if family not in POTENTIAL_FAMILIES:
         raise GameError(f"unknown game family '{family}' (choose from {', '.join(POTENTIAL_FAMILIES)})")
@@ -265,6 +295,10 @@ def potential_family(family: str, count: int, sigma: float, horizon: int, seed: 
         base_rng = np.random.default_rng(np.random.SeedSequence(root.entropy, spawn_key=(2**31,)))
         if family == "random-identical":
             base = random_identical_game(horizon, num_states, num_actions, base_rng, gamma, rho)
+        elif family == "random-sparse-identical":
+            if gamma is not None:
+                raise GameError("random-sparse-identical is a finite-horizon family (gamma must be null)")
+            base = random_sparse_identical_game(horizon, num_states, num_actions, successors, base_rng)
         else:
             base = random_potential_game(horizon, num_states, num_actions, base_rng, dummy_scale, gamma, rho)
     return [perturb_potential_rewards(base, sigma, np.random.default_rng(child)) for child in children]

@@ -32,6 +32,7 @@ import numpy as np
 from numba import njit
 
 from ._blas import single_threaded_blas
+from .sparse import kernel_threads
 from .markov_kernels import (
     _best_response_values,
     _values_and_qbar,
@@ -88,7 +89,7 @@ def project_simplex(v: np.ndarray) -> np.ndarray:
 
 
 @njit(cache=True)
-def _q_ascent(rewards, rows, N, pol, adec, sdec, actions, dense_p, local_p, xmap, factored, gamma, discounted, rho, step,
+def _q_ascent(rewards, rows, N, pol, adec, sdec, actions, dense_p, snext, local_p, xmap, factored, gamma, discounted, rho, step,
               T, eval_mask, max_iter, rtol, out_vals, out_brs):
     """Run T steps of Eq. (7) from ``pol`` (N, H, S, A_max), updated in place to pi^T.
 
@@ -105,7 +106,7 @@ def _q_ascent(rewards, rows, N, pol, adec, sdec, actions, dense_p, local_p, xmap
     e = 0
     for t in range(T + 1):
         # the potential row (b = N) is needed only at evaluated iterations
-        _values_and_qbar(rewards, rows if eval_mask[t] else N, N, pol, adec, sdec, dense_p, local_p, xmap, factored, gamma,
+        _values_and_qbar(rewards, rows if eval_mask[t] else N, N, pol, adec, sdec, dense_p, snext, local_p, xmap, factored, gamma,
                          discounted, V, Qbar, t < T, E, buf1, buf2, w_minus, Ppi, qloc)
         if eval_mask[t]:
             for b in range(rows):
@@ -113,7 +114,7 @@ def _q_ascent(rewards, rows, N, pol, adec, sdec, actions, dense_p, local_p, xmap
                 for s in range(S):
                     acc += rho[s] * V[b, 0, s]
                 out_vals[e, b] = acc
-            _best_response_values(rewards, N, pol, adec, sdec, actions, dense_p, local_p, xmap, factored, gamma,
+            _best_response_values(rewards, N, pol, adec, sdec, actions, dense_p, snext, local_p, xmap, factored, gamma,
                                   discounted, rho, max_iter, rtol, W, E, buf1, buf2, w_minus, qb, Ppi, qloc, brs)
             for i in range(N):
                 out_brs[e, i] = brs[i]
@@ -230,8 +231,8 @@ def projected_q_ascent(game, iterations: int, step: float, init=None, eval_every
     vals = np.zeros((its.size, rows))
     brs = np.zeros((its.size, N))
     t0 = time.perf_counter()
-    with single_threaded_blas():
-        _q_ascent(kf.rewards, rows, N, pol, kf.adec, kf.sdec, kf.actions, kf.dense_p, kf.local_p, kf.xmap, kf.factored,
+    with single_threaded_blas(), kernel_threads(kf.horizon * kf.num_states):
+        _q_ascent(kf.rewards, rows, N, pol, kf.adec, kf.sdec, kf.actions, kf.dense_p, kf.snext, kf.local_p, kf.xmap, kf.factored,
                   kf.gamma, kf.discounted, kf.rho, float(step), int(iterations), mask, PI_MAX_ITER, PI_RTOL, vals, brs)
     seconds = time.perf_counter() - t0
     gaps = brs - vals[:, :N]

@@ -94,7 +94,8 @@ def _check_rows(nxt, prob, num_states, atol, n_chunks, found):
 def check_sparse_transitions(nxt: np.ndarray, prob: np.ndarray, num_states: int, atol: float) -> None:
     """Raise ``GameError`` naming the first defective row (finite probabilities are checked before).
 
-    nxt: int32 (H, S, A, B, k); prob: float64 (same shape). One parallel pass, no temporaries.
+    nxt: int32 (..., k) (zero-sum (H, S, A, B, k), N-player (H, S, A_1, ..., A_N, k)); prob: float64 (same
+    shape). One parallel pass, no temporaries.
     """
     from .games import GameError
 

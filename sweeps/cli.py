@@ -35,7 +35,7 @@ GAME_MAKERS["random-general-sum"] = "sweeps.cli_general_sum"  # Section 5
 GAME_MAKERS["markov-shapley"] = "sweeps.cli_general_sum"  # Section 5
 for _family in ("paper-potential", "random-identical", "random-potential", "lq-tracking"):  # Section 4, F.2-F.3
     GAME_MAKERS[_family] = "sweeps.cli_potential"
-for _family in ("random-sparse", "poker-standin"):  # large sparse zero-sum games (issue 9)
+for _family in ("random-sparse", "poker-standin", "random-sparse-identical"):  # large sparse games (issue 9)
     GAME_MAKERS[_family] = "sweeps.cli_sparse"
 GAME_MAKERS["openspiel"] = "sweeps.cli_openspiel"  # an imported OpenSpiel game with perturbed rewards
 #: ``game`` subcommands besides ``make``: name -> "module:function"; the module defines

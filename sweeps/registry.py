@@ -259,7 +259,7 @@ for _name in ("optimistic-mwu", "omwu-cce"):  # zero-sum games for Algorithm 1; 
     register_algorithm(replace(ALGORITHMS[_name], families=(*ALGORITHMS[_name].families, "openspiel")))
 
 
-# ----------------------------------------------------------------------------- large sparse zero-sum games (issue 9)
+# ----------------------------------------------------------------------------- large sparse games (issue 9)
 _LARGE_STATES = Param("int", lambda v: is_int(v) and 2 <= v <= 100_000_000, "an integer in [2, 1e8]", default=1000)
 _SUCCESSORS = Param("int", lambda v: is_int(v) and 1 <= v <= 64, "an integer in [1, 64]", default=4)
 _POT_LEVELS = Param("int", lambda v: is_int(v) and 1 <= v <= 1000, "an integer in [1, 1000]", default=8)
@@ -272,3 +272,10 @@ register_family(Family("poker-standin", {"states": _LARGE_STATES, "actions": _AC
                        "Brains-vs-AI data; states a multiple of pot_levels), perturbed rewards"))
 ALGORITHMS["optimistic-mwu"] = Algorithm(**{**ALGORITHMS["optimistic-mwu"].__dict__, "families": (
     *ALGORITHMS["optimistic-mwu"].families, "random-sparse", "poker-standin")})
+register_family(Family("random-sparse-identical", {"states": _LARGE_STATES, "actions": _ACTIONS_N,
+                                                   "successors": _SUCCESSORS},
+                       "a large identical-interest game with sparse transitions (U[0,1] shared rewards, `successors` "
+                       "uniform successors with Dirichlet(1) weights, finite horizon), perturbed rewards; trial CPUs "
+                       "and memory from its size"))
+register_algorithm(replace(ALGORITHMS["projected-q-ascent"], families=(*ALGORITHMS["projected-q-ascent"].families,
+                                                                      "random-sparse-identical")))

@@ -42,7 +42,8 @@ TASK_WORK_S = 0.05
 SECONDS_PER_CELL_ITER = 1.0e-7
 #: Families of large sparse games (issue 9): a trial's CPUs and memory come from its game's size
 #: (:func:`trial_resources`), and its individual runs stay in the trial's process, on Numba threads.
-SPARSE_FAMILIES = ("random-sparse", "poker-standin")
+#: The first two are zero-sum (Algorithm 1), the last N-player (projected Q-ascent).
+SPARSE_FAMILIES = ("random-sparse", "poker-standin", "random-sparse-identical")
 #: CPUs a trial of a sparse game with at least ``solvers.sparse.PARALLEL_MIN_CELLS`` cells asks for.
 LARGE_GAME_CPUS = 2
 #: Resident memory of a trial's worker process besides its games and runs (Python, NumPy, Numba, Ray).
@@ -97,26 +98,44 @@ def trial_resources(settings: TrialSettings, config: dict) -> dict:
     """Ray resources of one trial of a sparse family: ``{"cpu": c, "memory": bytes}`` from the game's size.
 
     c = max(resources.cpus, LARGE_GAME_CPUS) when H S reaches the sparse kernels' parallel threshold.
-    Memory = the shared transitions (12 k bytes per (h, s, a, b)) + K + 1 reward arrays + the runs
-    kept for the summary (per method and game: the output average and the best responses in
-    hindsight of every stage, 8 (tau_bar + 1) H S (A + B) bytes) + one solve's work arrays
-    (8 H S (A B + 3 (A + B)) bytes) + ``WORKER_BASE_BYTES``.
+    With J joint actions per (h, s) (A B for zero-sum, A_1 ... A_N for N players):
+    memory = the shared transitions (12 k bytes per (h, s, joint action)) + K + 1 reward arrays (N of
+    them per game for N players) + the runs kept for the summary + one solve's work arrays +
+    ``WORKER_BASE_BYTES``. Zero-sum (Algorithm 1): a run keeps the output average and the best
+    responses in hindsight of every stage, 8 (tau_bar + 1) H S (A + B) bytes; the work arrays are
+    8 H S (A B + 3 (A + B)) bytes. Projected Q-ascent: a run keeps its first and last policies, 16 H S
+    sum_i A_i bytes; the work arrays (values, averaged Q, expectations) are 8 H S (2 J + 2 + 4 N A_max) bytes.
     """
     from solvers.schedule import stage_lengths
     from solvers.sparse import PARALLEL_MIN_CELLS
 
     K, H, T = int(config["K"]), int(config["H"]), int(config["T"])
-    S, (A, B) = settings.states, settings.actions
+    S, actions = settings.states, tuple(int(a) for a in settings.actions)
     k = int(settings.game.get("successors", 4))
     cells = H * S
-    n_stages = len(stage_lengths(H, T))
-    game = cells * A * B * (12 * k + 8 * (K + 1))
-    runs = len(settings.methods) * K * 8 * (n_stages + 1) * cells * (A + B)
-    work = 8 * cells * (A * B + 3 * (A + B))
+    J = int(np.prod(actions))
+    runs_per_game = len(settings.methods) * K
+    if settings.algorithm == "optimistic-mwu":
+        A, B = actions
+        game = cells * J * (12 * k + 8 * (K + 1))
+        runs = runs_per_game * 8 * (len(stage_lengths(H, T)) + 1) * cells * (A + B)
+        work = 8 * cells * (J + 3 * (A + B))
+    else:
+        N = len(actions)
+        game = cells * J * (12 * k + 8 * N * (K + 1))
+        runs = runs_per_game * 16 * cells * sum(actions)
+        work = 8 * cells * (2 * J + 2 + 4 * N * max(actions))
     cpus = settings.cpus_per_trial
     if cells >= PARALLEL_MIN_CELLS:
         cpus = max(cpus, LARGE_GAME_CPUS)
     return {"cpu": cpus, "memory": int(game + runs + work + WORKER_BASE_BYTES)}
+
+
+def use_trial_cpus(settings: TrialSettings, config: dict) -> None:
+    """Run this process's Numba kernels on the CPUs :func:`trial_resources` reserved (sparse families)."""
+    import numba
+
+    numba.set_num_threads(max(1, min(numba.config.NUMBA_NUM_THREADS, int(trial_resources(settings, config)["cpu"]))))
 
 
 def run_methods(methods, games, individual_fn, meta_fn, n_tasks: int, T: int, eta, alpha: float, options: dict):
@@ -156,9 +175,7 @@ def run_trial(config: dict, settings: TrialSettings) -> TrialOutput:
     options = _options(config, settings)
     spare = int(settings.cpus_per_trial) - 1
     if settings.family in SPARSE_FAMILIES:  # parallel kernels on the trial's own CPUs (trial_resources), no fan-out
-        import numba
-
-        numba.set_num_threads(max(1, min(numba.config.NUMBA_NUM_THREADS, int(trial_resources(settings, config)["cpu"]))))
+        use_trial_cpus(settings, config)
         spare = 0
     n_tasks = _batches(K, H, games[0].num_states, T, spare) if spare >= 1 else 0
     runs, num_tasks = run_methods(settings.methods, games, individual_runs, meta_chain, n_tasks, T, eta, alpha, options)

@@ -31,7 +31,7 @@ import time
 
 import numpy as np
 
-from .trial import TrialOutput, TrialSettings
+from .trial import SPARSE_FAMILIES, TrialOutput, TrialSettings, use_trial_cpus
 
 __all__ = ["CONFIG_KEYS", "make_games", "run_trial", "summarize"]
 
@@ -63,6 +63,9 @@ def run_trial(config: dict, settings: TrialSettings) -> TrialOutput:
     every = settings.eval_every
     runs, pending, num_tasks = {}, [], 0
     spare = int(settings.cpus_per_trial) - 1
+    if settings.family in SPARSE_FAMILIES:  # parallel kernels on the trial's own CPUs (trial_resources), no fan-out
+        use_trial_cpus(settings, config)
+        spare = 0
     if "individual" in settings.methods and spare >= 1:
         g = games[0]
         work = K * g.horizon * g.num_states * int(np.prod(g.num_actions)) * T * SECONDS_PER_CELL_JOINT_ITER

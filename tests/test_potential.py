@@ -359,7 +359,7 @@ def test_kernel_through_py_func_matches_compiled():
     for fn in (_q_ascent, _q_ascent.py_func):
         pol = pad_policies(uniform_policies(game), 3)
         vals, brs = np.zeros((3, 3)), np.zeros((3, 2))
-        fn(kf.rewards, 3, 2, pol, kf.adec, kf.sdec, kf.actions, kf.dense_p, kf.local_p, kf.xmap, kf.factored, kf.gamma,
+        fn(kf.rewards, 3, 2, pol, kf.adec, kf.sdec, kf.actions, kf.dense_p, kf.snext, kf.local_p, kf.xmap, kf.factored, kf.gamma,
            kf.discounted, kf.rho, 0.1, 2, np.ones(3, dtype=np.bool_), 100, 1e-12, vals, brs)
         out.append((pol, vals, brs))
     for a, b in zip(*out):

@@ -17,6 +17,7 @@ import logging
 import os
 import subprocess
 import sys
+import threading
 import time
 
 import numpy as np
@@ -175,23 +176,35 @@ def trial_record(config: dict, out, settings: TrialSettings, metric_points: int)
 
 
 def upload_trial(client, record: dict, curves, exp_id: str, parent_id: str, sweep_id: str, trial_id: str,
-                 existing=None) -> tuple[str, float]:
+                 existing=None, waited_s: float | None = None) -> tuple[str, float]:
     """Write one trial's :func:`trial_record` (and ``curves``: a Table or a Parquet path) to its MLflow child run.
 
     ``existing``: the trial's child run found by :func:`tracking.mlflow_runs.find_child` (a retry, resume
-    or sync), completed in place; otherwise a new child run is created. Returns (run id, seconds of ``log_trial``).
+    or sync), completed in place; otherwise a new child run is created. ``waited_s``: the trial waits for
+    this upload (tracking not overlapped) after waiting that long already: ``time/tracking_wait_s`` is logged.
+    Returns (run id, seconds of ``log_trial``).
     """
-    from tracking.mlflow_runs import create_child, log_trial
+    from tracking.mlflow_runs import create_child
 
+    t0 = time.perf_counter()
     if existing is None:
         run_id = create_child(client, exp_id, parent_id, sweep_id, trial_id, record["run_name"])
     else:
         run_id = existing.info.run_id
+    waited = None if waited_s is None else waited_s + time.perf_counter() - t0
+    return run_id, _log_record(client, run_id, record, curves, existing is None, waited)
+
+
+def _log_record(client, run_id: str, record: dict, curves, new_run: bool, waited_s: float | None = None) -> float:
+    """:func:`tracking.mlflow_runs.log_trial` of a :func:`trial_record` into the existing run ``run_id``
+    (reopened as RUNNING unless ``new_run``); returns its seconds (``time/tracking_s``)."""
+    from tracking.mlflow_runs import log_trial
+
+    if not new_run:
         client.update_run(run_id, status="RUNNING")
     hist = {k: (np.asarray(st), np.asarray(v, dtype=float)) for k, (st, v) in record["histories"].items()}
-    tracking_s = log_trial(client, run_id, record["params"], record["scalars"], hist, curves, sentinel=record["sentinel"],
-                           new_run=existing is None, tags=record["tags"])
-    return run_id, tracking_s
+    return log_trial(client, run_id, record["params"], record["scalars"], hist, curves, sentinel=record["sentinel"],
+                     new_run=new_run, tags=record["tags"], waited_s=waited_s)
 
 
 def record_trial(client, config: dict, out, settings: TrialSettings, exp_id: str, parent_id: str, sweep_id: str,
@@ -212,22 +225,34 @@ def _diverged_output(exc: FloatingPointError, seconds: float):
     return TrialOutput(scalars, {}, None, 0)
 
 
-def _deposit(outbox_dir: str, driver_node: str, trial_id: str, record: dict, curves) -> None:
+def _deposit(outbox_dir: str, driver_node: str, trial_id: str, record: dict, curves) -> str | None:
     """Put a trial in the sweep's outbox, on the driver's node: directly when this process runs there,
-    otherwise through a small actor pinned to that node (created on first use)."""
+    otherwise through a small actor pinned to that node (created on first use). Returns the entry's
+    folder when it is on this process's node (its ``curves.parquet`` can be uploaded from there), else None."""
+    folder = _outbox_call(outbox_dir, driver_node, "put", trial_id, record, curves)
+    return folder if _on_node(driver_node) else None
+
+
+def _on_node(node_id: str) -> bool:
+    import ray
+
+    return ray.get_runtime_context().get_node_id() == node_id
+
+
+def _outbox_call(outbox_dir: str, driver_node: str, method: str, *args):
+    """``Outbox(outbox_dir).method(*args)`` on the driver's node (see :func:`_deposit`)."""
     import ray
 
     from tracking.outbox import Outbox
 
-    if ray.get_runtime_context().get_node_id() == driver_node:
-        Outbox(outbox_dir).put(trial_id, record, curves)
-        return
+    if _on_node(driver_node):
+        return getattr(Outbox(outbox_dir), method)(*args)
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     writer = ray.remote(num_cpus=0)(_OutboxWriter).options(
         name=f"metasweep-outbox-{os.path.basename(os.path.dirname(outbox_dir))}", get_if_exists=True,
         scheduling_strategy=NodeAffinitySchedulingStrategy(driver_node, soft=False)).remote(outbox_dir)
-    ray.get(writer.put.remote(trial_id, record, curves))
+    return ray.get(getattr(writer, method).remote(*args))
 
 
 class _OutboxWriter:
@@ -241,13 +266,106 @@ class _OutboxWriter:
     def put(self, trial_id: str, record: dict, curves) -> str:
         return self.box.put(trial_id, record, curves)
 
+    def discard(self, trial_id: str) -> None:
+        self.box.discard(trial_id)
+
+
+# ----------------------------------------------------------------------------- overlapped tracking
+
+
+class _Uploader:
+    """The background MLflow upload of one worker process (Tune reuses a worker for many trials).
+
+    Pipeline depth 1: a trial hands its upload over and returns; the worker's next trial computes
+    while it runs and, before handing over its own, waits for it only if it is still running. So
+    at most one trial's results wait in memory and uploads never pile up. A job runs in a daemon
+    thread; a process that ends before its job finished leaves the trial's outbox entry behind
+    (deposited before the hand-over), which the end of the sweep uploads (:func:`_finish`).
+    """
+
+    def __init__(self):
+        self._thread: threading.Thread | None = None
+
+    def wait(self, timeout: float | None = None) -> float:
+        """Wait for the running upload, if any (at most ``timeout`` seconds); returns the seconds waited."""
+        thread = self._thread
+        if thread is None or not thread.is_alive():
+            return 0.0
+        t0 = time.perf_counter()
+        thread.join(timeout)
+        return time.perf_counter() - t0
+
+    def submit(self, job) -> None:
+        self.wait()
+        self._thread = threading.Thread(target=job, name="metasweep-upload", daemon=True)
+        self._thread.start()
+
+
+#: This process's uploader (module-global: shared by the trials a reused Tune worker runs in sequence).
+UPLOADER = _Uploader()
+
+
+def _uploader() -> _Uploader:
+    """:data:`UPLOADER`, for the trainable: a closure is pickled by value with copies of the globals it names,
+    a module-level function by reference (its globals are the worker's own module)."""
+    return UPLOADER
+#: How long a stopping worker waits for its last upload (Tune kills an actor 10 s after asking it to stop).
+FLUSH_TIMEOUT_S = 8.0
+
+
+class _FlushOnStop:
+    """Mixed into the trial's Tune trainable class (a function's ``__mixins__``, which Ray 2.60's
+    ``ray.tune.trainable.function_trainable.wrap_function`` puts first among its bases).
+
+    Tune stops a reused worker actor (evicted from its actor cache, or at the end of the sweep) with
+    the actor task ``stop`` -> ``cleanup``, and kills it when that has not returned within 10 s: the
+    worker's last background upload finishes here, before the process is let go.
+    """
+
+    def cleanup(self):
+        try:
+            UPLOADER.wait(FLUSH_TIMEOUT_S)
+        finally:
+            super().cleanup()
+
+
+def _upload_job(uri: str, run_id: str, new_run: bool, record: dict, curves, outbox_dir: str, driver_node: str,
+                trial_id: str):
+    """The background half of an overlapped trial: its record into ``run_id``, then its outbox entry discarded."""
+
+    def job():
+        from tracking.mlflow_runs import client_for
+
+        try:
+            _log_record(client_for(uri), run_id, record, curves, new_run)
+        except Exception as exc:  # the store failed: the outbox entry stays for the end of the sweep / `metasweep sync`
+            log.warning("trial %s: MLflow upload failed (%s: %s); result kept in the outbox", trial_id,
+                        type(exc).__name__, str(exc).splitlines()[0][:120] if str(exc) else "")
+            return
+        try:
+            _outbox_call(outbox_dir, driver_node, "discard", trial_id)
+        except Exception as exc:  # harmless: the end-of-sweep upload completes the run again, idempotently
+            log.warning("trial %s: outbox entry not discarded (%s)", trial_id, type(exc).__name__)
+
+    return job
+
 
 def _make_trainable(settings: TrialSettings, uri: str, exp_id: str, parent_id: str, sweep_id: str, metric_points: int,
-                    outbox_dir: str, driver_node: str):
+                    outbox_dir: str, driver_node: str, overlap: bool = True):
     """The Tune function trainable of a sweep (one trial = one config).
 
     The trial's results go to its MLflow child run; if the store fails, to the sweep's outbox
     (:mod:`tracking.outbox`), and the trial still completes (``metasweep sync`` uploads it later).
+
+    ``overlap`` (spec ``tracking.overlap``, default): after computing, the trial creates its child run
+    (or reuses the one a retry found), puts its results in the outbox (local files on the driver's node),
+    waits for its worker's previous upload if that is still running, hands the upload over to the
+    worker's background :data:`UPLOADER` and reports to Tune at once: the worker's next trial computes
+    while MLflow is written. The entry is discarded after the upload; what a dying worker could not
+    upload is uploaded at the end of the sweep. ``time/tracking_wait_s`` = the seconds the trial spent
+    on tracking itself (lookup, its MLflow record, run creation, outbox entry, waiting for the previous upload; without
+    overlap also the upload up to its artifact); ``time/tracking_s`` stays the upload's ``log_trial``.
+    The Tune report also carries ``reported_at`` (epoch seconds: where the trial ends on a timeline).
     """
 
     def trainable(config):
@@ -257,11 +375,13 @@ def _make_trainable(settings: TrialSettings, uri: str, exp_id: str, parent_id: s
 
         trial_id = tune.get_context().get_trial_id()
         client = client_for(uri)
+        t_lookup = time.perf_counter()
         try:
             done = find_child(client, exp_id, parent_id, trial_id)
         except Exception as exc:  # the store is unreachable: compute anyway, the outbox keeps the result
             log.warning("trial %s: MLflow lookup failed (%s); computing anyway", trial_id, type(exc).__name__)
             done = None
+        lookup_s = time.perf_counter() - t_lookup
         if done is not None and done.info.status == "FINISHED" and SENTINEL in done.data.metrics:
             # finished before a driver crash: report it again instead of recomputing it
             report = {k: done.data.metrics[k] for k in TUNE_METRICS if k in done.data.metrics}
@@ -274,18 +394,48 @@ def _make_trainable(settings: TrialSettings, uri: str, exp_id: str, parent_id: s
         except FloatingPointError as exc:  # numerical divergence: recorded as such, the sweep goes on
             log.warning("trial %s diverged: %s", trial_id, exc)
             out = _diverged_output(exc, time.perf_counter() - t0)
+        t_track = time.perf_counter()
         record = trial_record(config, out, settings, metric_points)
         report = {k: float(out.scalars[k]) for k in TUNE_METRICS if k in out.scalars}
         try:
-            run_id, tracking_s = upload_trial(client, record, out.curves, exp_id, parent_id, sweep_id, trial_id, done)
-            report |= {"time/tracking_s": tracking_s, "mlflow_run_id": run_id}
+            waited = lookup_s + time.perf_counter() - t_track
+            if overlap:
+                report |= hand_over(client, trial_id, record, out.curves, done, waited)
+            else:
+                run_id, tracking_s = upload_trial(client, record, out.curves, exp_id, parent_id, sweep_id, trial_id, done,
+                                                  waited_s=waited)
+                report |= {"time/tracking_s": tracking_s, "mlflow_run_id": run_id}
         except Exception as exc:  # the store failed mid-trial: nothing is lost, the outbox holds the result
             log.warning("trial %s: MLflow failed (%s: %s); result kept in the outbox", trial_id, type(exc).__name__,
                         str(exc).splitlines()[0][:120] if str(exc) else "")
             _deposit(outbox_dir, driver_node, trial_id, record, out.curves)
             report |= {"mlflow_run_id": "", "outbox": 1}
-        tune.report(report)
+        tune.report(report | {"time/tracking_wait_s": lookup_s + time.perf_counter() - t_track, "reported_at": time.time()})
 
+    def hand_over(client, trial_id: str, record: dict, curves, done, waited: float) -> dict:
+        """The trial's side of overlapped tracking (see above); returns what it adds to the Tune report."""
+        from tracking.mlflow_runs import create_child
+
+        t0 = time.perf_counter()
+        run_id = done.info.run_id if done is not None else create_child(client, exp_id, parent_id, sweep_id, trial_id,
+                                                                         record["run_name"])
+        # the outbox copy holds the wait up to its own write (an upload from the outbox is the exception)
+        record["scalars"]["time/tracking_wait_s"] = waited + time.perf_counter() - t0
+        try:
+            folder = _deposit(outbox_dir, driver_node, trial_id, record, curves)
+        except Exception as exc:  # no safe copy of the results: upload them now, as without overlap
+            log.warning("trial %s: no outbox entry (%s); uploading without overlap", trial_id, type(exc).__name__)
+            del record["scalars"]["time/tracking_wait_s"]
+            return {"time/tracking_s": _log_record(client, run_id, record, curves, done is None,
+                                                   waited + time.perf_counter() - t0), "mlflow_run_id": run_id}
+        _uploader().wait()
+        record["scalars"]["time/tracking_wait_s"] = waited + time.perf_counter() - t0
+        if folder is not None and curves is not None:
+            curves = os.path.join(folder, "curves.parquet")  # written once, by the deposit
+        _uploader().submit(_upload_job(uri, run_id, done is None, record, curves, outbox_dir, driver_node, trial_id))
+        return {"mlflow_run_id": run_id}
+
+    trainable.__mixins__ = (_FlushOnStop,)
     return trainable
 
 
@@ -295,7 +445,7 @@ def _tuner_parts(spec: SweepSpec, uri: str, exp_id: str, parent_id: str, sweep_i
 
     settings = TrialSettings.from_spec(spec)
     fn = _make_trainable(settings, uri, exp_id, parent_id, sweep_id, spec.metric_history_points,
-                         _outbox_dir(sweep_id), ray.get_runtime_context().get_node_id())
+                         _outbox_dir(sweep_id), ray.get_runtime_context().get_node_id(), spec.tracking_overlap)
     if settings.family in SPARSE_FAMILIES:  # large games: CPUs and memory from each trial's game size (issue 9)
         return tune.with_resources(fn, lambda config: tune.PlacementGroupFactory(
             [{"CPU": (r := trial_resources(settings, config))["cpu"], "memory": r["memory"]}]))
@@ -370,7 +520,7 @@ def _run_config(spec: SweepSpec, sweep_id: str, total: int):
     )
 
 
-def _finish(client, parent_id: str, results, sweep_id: str, total: int) -> dict:
+def _finish(client, parent_id: str, results, sweep_id: str, total: int, exp_id: str | None = None) -> dict:
     from tracking.outbox import Outbox
 
     errors = [r for r in results if r.error is not None]
@@ -394,6 +544,12 @@ def _finish(client, parent_id: str, results, sweep_id: str, total: int) -> dict:
     if best:
         parent["metrics"]["best/final_gap"] = float(best[0])
     outbox = Outbox(_outbox_dir(sweep_id))
+    uploaded = 0
+    if exp_id is not None and outbox.pending():  # a worker that ended mid-upload (overlapped tracking), or an outage
+        try:
+            uploaded = _upload_outbox(client, outbox, exp_id, parent_id, sweep_id)
+        except Exception as exc:  # the store is down: the rest waits for `metasweep sync`
+            log.warning("outbox not uploaded (%s: %s)", type(exc).__name__, str(exc).splitlines()[0][:120] if str(exc) else "")
     try:
         _log_parent(client, parent_id, parent)
     except Exception as exc:  # the store is down at the very end: sync logs the parent's record later
@@ -414,7 +570,7 @@ def _finish(client, parent_id: str, results, sweep_id: str, total: int) -> dict:
         "best": None if best is None else {"final_gap": best[0], "config": best[1], "mlflow_run_id": best[2]},
         "errors": [str(r.error).splitlines()[0][:200] for r in errors][:5],
         "outbox_pending": pending,
-    }
+    } | ({"outbox_uploaded": uploaded} if uploaded else {})
 
 
 def _log_parent(client, parent_id: str, parent: dict) -> None:
@@ -475,7 +631,7 @@ def run_sweep(spec: SweepSpec, spec_text: str, address: str | None = None, track
             run_config=_run_config(spec, sweep_id, total),
         )
         results = tuner.fit()
-        summary = _finish(client, parent_id, results, sweep_id, total)
+        summary = _finish(client, parent_id, results, sweep_id, total, exp_id)
     summary = _sync_if_pending(summary, state_dir)
     summary |= {"tracking_uri": uri, "parent_run_id": parent_id, "experiment_id": exp_id, "state_dir": state_dir}
     return summary
@@ -549,7 +705,7 @@ def resume_sweep(sweep: str, errored: bool = False, address: str | None = None, 
     with _parent_guard(client, state["parent_run_id"], state["sweep_id"]):
         tuner = tune.Tuner.restore(state["state_dir"], trainable=trainable, resume_unfinished=True, resume_errored=errored)
         results = tuner.fit()
-        summary = _finish(client, state["parent_run_id"], results, state["sweep_id"], state["trials"])
+        summary = _finish(client, state["parent_run_id"], results, state["sweep_id"], state["trials"], state["experiment_id"])
     summary = _sync_if_pending(summary, state["state_dir"])
     return summary | {"tracking_uri": state["tracking_uri"], "parent_run_id": state["parent_run_id"], "resumed": True}
 
@@ -569,20 +725,13 @@ def _sync_if_pending(summary: dict, state_dir: str) -> dict:
 def sync_sweep(sweep: str) -> dict:
     """Upload a sweep's outbox (:mod:`tracking.outbox`) to MLflow, idempotently: every pending trial to its
     child run (found by trial id, or created), then the parent run's final record."""
-    from tracking.mlflow_runs import find_child
     from tracking.outbox import Outbox
 
     state = load_state(sweep)
     client = _open_tracking(state["tracking_uri"])
     box = Outbox(os.path.join(state["state_dir"], "outbox"))
     exp_id, parent_id, sweep_id = state["experiment_id"], state["parent_run_id"], state["sweep_id"]
-    uploaded = 0
-    for trial_id in box.pending():
-        record, curves = box.load(trial_id)
-        run_id, _ = upload_trial(client, record, curves, exp_id, parent_id, sweep_id, trial_id,
-                                 find_child(client, exp_id, parent_id, trial_id))
-        box.mark_synced(trial_id, run_id)
-        uploaded += 1
+    uploaded = _upload_outbox(client, box, exp_id, parent_id, sweep_id)
     parent = box.parent()
     if parent is not None:
         _log_parent(client, parent_id, parent)
@@ -590,6 +739,21 @@ def sync_sweep(sweep: str) -> dict:
     log.info("sweep %s: %d trial(s) uploaded from the outbox", sweep_id, uploaded)
     return {"sweep_id": sweep_id, "uploaded": uploaded, "parent_logged": parent is not None,
             "pending": len(box.pending()), "tracking_uri": state["tracking_uri"]}
+
+
+def _upload_outbox(client, box, exp_id: str, parent_id: str, sweep_id: str) -> int:
+    """Upload every pending trial of the outbox ``box`` to its child run (found by trial id, or created),
+    idempotently, marking each synced; returns how many. The first failure raises (the rest stay pending)."""
+    from tracking.mlflow_runs import find_child
+
+    uploaded = 0
+    for trial_id in box.pending():
+        record, curves = box.load(trial_id)
+        run_id, _ = upload_trial(client, record, curves, exp_id, parent_id, sweep_id, trial_id,
+                                 find_child(client, exp_id, parent_id, trial_id))
+        box.mark_synced(trial_id, run_id)
+        uploaded += 1
+    return uploaded
 
 
 def sweep_status(sweep: str) -> dict:

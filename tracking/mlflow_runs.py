@@ -15,7 +15,8 @@ Names users and our checks rely on (contract):
   ``stage_reset``, ``tie_break``) plus ``algorithm``, ``family``, ``methods`` and the family's game keys.
 * child step metrics (K-averaged, step = iteration): ``gap/individual``, ``gap/meta``,
   ``value/individual``, ``value/meta``.
-* child scalar metrics: see :func:`sweeps.trial.summarize`.
+* child scalar metrics: see :func:`sweeps.trial.summarize`; and the service's ``time/tracking_s`` (the
+  upload's :func:`log_trial` up to its artifact) and ``time/tracking_wait_s`` (seconds the trial waited for tracking).
 * child artifact ``curves.parquet``: per-game curves (columns of :mod:`tracking.curves`).
 
 Idempotence: a retried or resumed trial finds its child run by ``metasweep.trial_id`` under its
@@ -155,7 +156,7 @@ def _finite(x) -> float | None:
 
 
 def log_trial(client, run_id: str, params: dict, scalars: dict, histories: dict, curves_table, sentinel: str,
-              new_run: bool = False, tags: dict | None = None) -> float:
+              new_run: bool = False, tags: dict | None = None, waited_s: float | None = None) -> float:
     """Log one trial's results to its child run and mark it FINISHED; returns the seconds spent.
 
     ``histories``: metric key -> (steps, values). Metrics go in batches of at most 1000 (one batch,
@@ -166,7 +167,9 @@ def log_trial(client, run_id: str, params: dict, scalars: dict, histories: dict,
     created, so there is nothing logged to look up (one round trip fewer). The first batch also sets
     :func:`node_tags` (the node that computed the results, logged with them), or ``tags`` when given
     (an upload from the outbox carries the tags of the node that computed the trial).
-    ``curves_table``: a pyarrow Table, the path of a Parquet file, or None.
+    ``curves_table``: a pyarrow Table, the path of a Parquet file, or None. ``waited_s``: when the trial waits
+    for this call (tracking not overlapped), the seconds it already waited for tracking; ``time/tracking_wait_s``
+    = ``waited_s`` + this call's time up to its artifact is then logged with ``time/tracking_s``.
     """
     from mlflow.entities import Metric, Param, RunTag
 
@@ -206,8 +209,13 @@ def log_trial(client, run_id: str, params: dict, scalars: dict, histories: dict,
             pq.write_table(curves_table, p)
             client.log_artifact(run_id, p)
     elapsed = time.perf_counter() - t0
-    if "time/tracking_s" not in logged_metrics:
-        client.log_metric(run_id, "time/tracking_s", elapsed)
+    timings = {"time/tracking_s": elapsed} | ({} if waited_s is None else {"time/tracking_wait_s": waited_s + elapsed})
+    timings = {k: v for k, v in timings.items() if k not in logged_metrics}
+    if len(timings) == 1:
+        client.log_metric(run_id, *next(iter(timings.items())))
+    elif timings:
+        now = int(time.time() * 1000)
+        client.log_batch(run_id, metrics=[Metric(k, v, now, 0) for k, v in timings.items()])
     client.set_terminated(run_id, status="FINISHED")
     return elapsed
 

@@ -5,6 +5,11 @@ the trial's computed results are not lost: they are written here, in the sweep's
 (``runs/sweeps/SWEEP_ID/outbox/``), and the trial completes. ``metasweep sync SWEEP`` (and the end
 of a sweep, when the store answers again) uploads every pending entry to its MLflow child run.
 
+With overlapped tracking (the default, ``tracking.overlap``; :mod:`sweeps.service`) every trial is
+put here before its worker uploads it in the background, and the entry is discarded once the
+upload succeeded: a worker that dies mid-upload (killed, node lost) leaves its entry for the
+end-of-sweep upload, so no result is lost.
+
 Layout, one folder per trial, written atomically (a temporary folder renamed into place)::
 
     outbox/TRIAL_ID/record.json      params, scalars, histories (steps, values), tags, run name, sentinel
@@ -84,6 +89,16 @@ class Outbox:
             record = json.load(fh)
         curves = os.path.join(d, "curves.parquet")
         return record, curves if os.path.exists(curves) else None
+
+    def discard(self, trial_id: str) -> None:
+        """Remove a trial's entry once its upload succeeded (renamed out of :meth:`pending` first, then deleted)."""
+        final = self._dir(trial_id)
+        gone = os.path.join(self.folder, f".{trial_id}.done-{os.getpid()}-{time.monotonic_ns()}")
+        try:
+            os.rename(final, gone)
+        except FileNotFoundError:  # already discarded (a retried trial uploading again)
+            return
+        shutil.rmtree(gone, ignore_errors=True)
 
     def mark_synced(self, trial_id: str, run_id: str) -> None:
         _write_json(os.path.join(self._dir(trial_id), "synced.json"), {"run_id": run_id, "synced_at": time.time()})

@@ -230,6 +230,33 @@ def _joint_weights(pol, h, s, adec, N, w_minus, wall, wminus):
 
 
 @njit(cache=True)
+def _state_values(h, s, rewards, rows, N, pol, adec, V, Qbar, want_qbar, E, w_minus, wall, wminus):
+    """V[b, h, s] for b < rows and, if ``want_qbar``, Qbar[:, h, s] (E = the expectations of step h)."""
+    J = rewards.shape[3]
+    _joint_weights(pol, h, s, adec, N, w_minus, wall, wminus)
+    for b in range(rows):
+        acc = 0.0
+        for j in range(J):
+            acc += wall[j] * (rewards[b, h, s, j] + E[b, s, j])
+        V[b, h, s] = acc
+    if want_qbar:
+        Qbar[:, h, s, :] = 0.0
+        for i in range(N):
+            for j in range(J):
+                Qbar[i, h, s, adec[j, i]] += wminus[i, j] * (rewards[i, h, s, j] + E[i, s, j])
+
+
+@njit(cache=True, parallel=True)
+def _states_values_parallel(h, rewards, rows, N, pol, adec, V, Qbar, want_qbar, E, n_chunks):
+    """:func:`_state_values` of every state of step h, in ``n_chunks`` parallel chunks (sparse games)."""
+    S, J = rewards.shape[2], rewards.shape[3]
+    for c in prange(n_chunks):
+        w_minus, wall, wminus = np.empty(N), np.empty(J), np.empty((N, J))
+        for s in range(c * S // n_chunks, (c + 1) * S // n_chunks):
+            _state_values(h, s, rewards, rows, N, pol, adec, V, Qbar, want_qbar, E, w_minus, wall, wminus)
+
+
+@njit(cache=True)
 def _finite_values(rewards, rows, N, pol, adec, dense_p, snext, local_p, xmap, factored, V, Qbar, want_qbar, E, buf1, buf2,
                    w_minus):
     """Finite horizon: fill V (rows, H+1, S) and, if ``want_qbar``, Qbar (N, H, S, A_max) in place."""
@@ -239,20 +266,11 @@ def _finite_values(rewards, rows, N, pol, adec, dense_p, snext, local_p, xmap, f
     V[:, H, :] = 0.0
     for h in range(H - 1, -1, -1):
         _expect(h, V[:, h + 1, :], rows, dense_p, snext, local_p, xmap, factored, buf1, buf2, E)
-        V[:, h, :] = 0.0
-        if want_qbar:
-            Qbar[:, h, :, :] = 0.0
-        for s in range(S):
-            _joint_weights(pol, h, s, adec, N, w_minus, wall, wminus)
-            for b in range(rows):
-                acc = 0.0
-                for j in range(J):
-                    acc += wall[j] * (rewards[b, h, s, j] + E[b, s, j])
-                V[b, h, s] = acc
-            if want_qbar:
-                for i in range(N):
-                    for j in range(J):
-                        Qbar[i, h, s, adec[j, i]] += wminus[i, j] * (rewards[i, h, s, j] + E[i, s, j])
+        if snext.shape[0] > 0:
+            _states_values_parallel(h, rewards, rows, N, pol, adec, V, Qbar, want_qbar, E, N_CHUNKS)
+        else:
+            for s in range(S):
+                _state_values(h, s, rewards, rows, N, pol, adec, V, Qbar, want_qbar, E, w_minus, wall, wminus)
 
 
 @njit(cache=True)
@@ -330,6 +348,33 @@ def _discounted_values(rewards, rows, N, pol, adec, sdec, dense_p, snext, local_
 
 
 @njit(cache=True)
+def _state_best_responses(h, s, rewards, N, pol, adec, actions, W, E, w_minus, wall, wminus, qb):
+    """W[i, h, s] = max_a of player i's averaged Q against pi_{-i} at (h, s) (E = the expectations of W[:, h+1])."""
+    J = rewards.shape[3]
+    qb[:, :] = 0.0
+    _joint_weights(pol, h, s, adec, N, w_minus, wall, wminus)
+    for i in range(N):
+        for j in range(J):
+            qb[i, adec[j, i]] += wminus[i, j] * (rewards[i, h, s, j] + E[i, s, j])
+    for i in range(N):
+        best = qb[i, 0]
+        for a in range(1, actions[i]):
+            if qb[i, a] > best:
+                best = qb[i, a]
+        W[i, h, s] = best
+
+
+@njit(cache=True, parallel=True)
+def _states_best_responses_parallel(h, rewards, N, pol, adec, actions, W, E, Amax, n_chunks):
+    """:func:`_state_best_responses` of every state of step h, in ``n_chunks`` parallel chunks (sparse games)."""
+    S, J = rewards.shape[2], rewards.shape[3]
+    for c in prange(n_chunks):
+        w_minus, wall, wminus, qb = np.empty(N), np.empty(J), np.empty((N, J)), np.empty((N, Amax))
+        for s in range(c * S // n_chunks, (c + 1) * S // n_chunks):
+            _state_best_responses(h, s, rewards, N, pol, adec, actions, W, E, w_minus, wall, wminus, qb)
+
+
+@njit(cache=True)
 def _finite_best_responses(rewards, N, pol, adec, actions, dense_p, snext, local_p, xmap, factored, W, E, buf1, buf2, w_minus,
                            qb):
     """Finite horizon: fill W (N, H+1, S), W[i, h, s] = max over player i's policies of its value against pi_{-i}."""
@@ -339,18 +384,11 @@ def _finite_best_responses(rewards, N, pol, adec, actions, dense_p, snext, local
     W[:, H, :] = 0.0
     for h in range(H - 1, -1, -1):
         _expect(h, W[:, h + 1, :], N, dense_p, snext, local_p, xmap, factored, buf1, buf2, E)
-        for s in range(S):
-            qb[:, :] = 0.0
-            _joint_weights(pol, h, s, adec, N, w_minus, wall, wminus)
-            for i in range(N):
-                for j in range(J):
-                    qb[i, adec[j, i]] += wminus[i, j] * (rewards[i, h, s, j] + E[i, s, j])
-            for i in range(N):
-                best = qb[i, 0]
-                for a in range(1, actions[i]):
-                    if qb[i, a] > best:
-                        best = qb[i, a]
-                W[i, h, s] = best
+        if snext.shape[0] > 0:
+            _states_best_responses_parallel(h, rewards, N, pol, adec, actions, W, E, qb.shape[1], N_CHUNKS)
+        else:
+            for s in range(S):
+                _state_best_responses(h, s, rewards, N, pol, adec, actions, W, E, w_minus, wall, wminus, qb)
 
 
 @njit(cache=True)

@@ -29,10 +29,10 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 from ._blas import single_threaded_blas
-from .sparse import kernel_threads
+from .sparse import N_CHUNKS, kernel_threads
 from .markov_kernels import (
     _best_response_values,
     _values_and_qbar,
@@ -89,6 +89,28 @@ def project_simplex(v: np.ndarray) -> np.ndarray:
 
 
 @njit(cache=True)
+def _ascent_step(pol, Qbar, step, i, h, s, n, v, out, u):
+    """Eq. (7) at (i, h, s): pol[i, h, s] <- Proj(pol[i, h, s] + step Qbar[i, h, s]) (v, out, u scratch)."""
+    for a in range(n):
+        v[a] = pol[i, h, s, a] + step * Qbar[i, h, s, a]
+    _project_simplex(v, n, out, u)
+    for a in range(n):
+        pol[i, h, s, a] = out[a]
+
+
+@njit(cache=True, parallel=True)
+def _ascent_step_parallel(pol, Qbar, step, actions, n_chunks):
+    """:func:`_ascent_step` at every (i, h, s), (h, s) cells in ``n_chunks`` parallel chunks (sparse games)."""
+    N, H, S, Amax = pol.shape
+    cells = H * S
+    for c in prange(n_chunks):
+        v, out, u = np.empty(Amax), np.empty(Amax), np.empty(Amax)
+        for cell in range(c * cells // n_chunks, (c + 1) * cells // n_chunks):
+            for i in range(N):
+                _ascent_step(pol, Qbar, step, i, cell // S, cell % S, actions[i], v, out, u)
+
+
+@njit(cache=True)
 def _q_ascent(rewards, rows, N, pol, adec, sdec, actions, dense_p, snext, local_p, xmap, factored, gamma, discounted, rho, step,
               T, eval_mask, max_iter, rtol, out_vals, out_brs):
     """Run T steps of Eq. (7) from ``pol`` (N, H, S, A_max), updated in place to pi^T.
@@ -121,15 +143,13 @@ def _q_ascent(rewards, rows, N, pol, adec, sdec, actions, dense_p, snext, local_
             e += 1
         if t == T:
             break
-        for i in range(N):
-            n = actions[i]
-            for h in range(H):
-                for s in range(S):
-                    for a in range(n):
-                        v[a] = pol[i, h, s, a] + step * Qbar[i, h, s, a]
-                    _project_simplex(v, n, out, u)
-                    for a in range(n):
-                        pol[i, h, s, a] = out[a]
+        if snext.shape[0] > 0:
+            _ascent_step_parallel(pol, Qbar, step, actions, N_CHUNKS)
+        else:
+            for i in range(N):
+                for h in range(H):
+                    for s in range(S):
+                        _ascent_step(pol, Qbar, step, i, h, s, actions[i], v, out, u)
 
 
 # ----------------------------------------------------------------------------- the public function

@@ -278,25 +278,20 @@ def _transition_matrix(pol, adec, sdec, dense_p, snext, local_p, factored, N, ou
     """Fill out (S, S) with P_pi(s' | s) of the stationary product policy pol[:, 0] (in place)."""
     S = out.shape[0]
     J = adec.shape[0]
-    if snext.shape[0] > 0:
+    sparse = snext.shape[0] > 0
+    if sparse or not factored:
         out[:, :] = 0.0
         for s in range(S):
             for j in range(J):
                 w = 1.0
                 for i in range(N):
                     w *= pol[i, 0, s, adec[j, i]]
-                if w != 0.0:
+                if w == 0.0:
+                    continue
+                if sparse:
                     for m in range(snext.shape[3]):
                         out[s, snext[0, s, j, m]] += w * dense_p[0, s, j, m]
-        return
-    if not factored:
-        out[:, :] = 0.0
-        for s in range(S):
-            for j in range(J):
-                w = 1.0
-                for i in range(N):
-                    w *= pol[i, 0, s, adec[j, i]]
-                if w != 0.0:
+                else:
                     for t in range(S):
                         out[s, t] += w * dense_p[0, s, j, t]
         return

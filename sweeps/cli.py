@@ -311,7 +311,7 @@ def cmd_nash(args) -> dict:
 
 def cmd_evaluate(args) -> dict:
     from solvers.evaluate import evaluate_policy
-    from solvers.games import load_game, load_policy
+    from solvers.games import ZeroSumGame, load_policy
     from solvers.nplayer import MarkovGame, load_any_game
 
     if args.joint_policy or args.correlated_policy or \
@@ -319,7 +319,11 @@ def cmd_evaluate(args) -> dict:
         from .cli_general_sum import evaluate  # CCE-gaps (Section 5)
 
         return evaluate(args)
-    game = load_game(args.game)
+    if not isinstance(game, ZeroSumGame):  # a potential game (Section 4): NE-gap, values and Phi of the product policy
+        from solvers.nplayer import load_policies
+        from solvers.potential_eval import evaluate_product_policy
+
+        return evaluate_product_policy(game, load_policies(args.policy, game)).as_dict()
     mu, nu = load_policy(args.policy, game)
     return evaluate_policy(game, mu, nu).as_dict()
 

@@ -206,3 +206,26 @@ def test_sweep_of_sparse_nplayer_games(mlflow_server, tmp_path):
         assert run.info.status == "FINISHED"
         assert run.data.params["family"] == "random-sparse-identical" and run.data.params["successors"] == "3"
         assert np.isfinite(run.data.metrics["final_gap/meta"])
+
+
+def test_command_line_makes_solves_and_evaluates_a_sparse_nplayer_game(tmp_path, capsys):
+    """game make -> solve (policy out) -> evaluate: the evaluated NE-gap is the solve's final gap."""
+    import json
+
+    from sweeps.cli import main
+
+    assert main(["game", "make", "--family", "random-sparse-identical", "--count", "2", "--sigma", "0.1", "--horizon",
+                 "3", "--seed", "0", "--states", "25", "--actions", "2", "3", "--successors", "2",
+                 "--out", str(tmp_path / "g")]) == 0
+    game = load_any_game(tmp_path / "g" / "game_000.npz")
+    assert game.is_sparse and game.num_actions == (2, 3)
+    capsys.readouterr()
+    assert main(["solve", "--algorithm", "projected-q-ascent", "--game", str(tmp_path / "g" / "game_000.npz"), "-T", "8",
+                 "--step", "0.1", "--curve", str(tmp_path / "c.parquet"), "--policy-out", str(tmp_path / "P.npz")]) == 0
+    solved = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert main(["evaluate", "--game", str(tmp_path / "g" / "game_000.npz"), "--policy", str(tmp_path / "P.npz")]) == 0
+    evaluated = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert evaluated["gap"] == pytest.approx(solved["final_gap"], abs=TOL)
+    assert main(["solve", "--algorithm", "omwu-cce", "--game", str(tmp_path / "g" / "game_000.npz"), "-T", "3",
+                 "--eta", "0.1", "--curve", str(tmp_path / "x.parquet")]) == 2
+    assert "Algorithm 2 needs dense transitions" in capsys.readouterr().err

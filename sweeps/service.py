@@ -17,7 +17,6 @@ import logging
 import os
 import subprocess
 import sys
-import threading
 import time
 
 import numpy as np
@@ -276,29 +275,100 @@ class _OutboxWriter:
 class _Uploader:
     """The background MLflow upload of one worker process (Tune reuses a worker for many trials).
 
+    Uploads run in a companion actor, :class:`_UploadWorker` (0 CPUs, its own process on the same
+    node, started with the worker's first trial and owned by the worker), not in a thread: the
+    kernels hold the GIL (Numba without ``nogil``), so a thread's MLflow client would stall them and
+    be stalled by them (measured: kernels 2.5x slower beside an upload thread, docs/benchmarks.md).
     Pipeline depth 1: a trial hands its upload over and returns; the worker's next trial computes
-    while it runs and, before handing over its own, waits for it only if it is still running. So
-    at most one trial's results wait in memory and uploads never pile up. A job runs in a daemon
-    thread; a process that ends before its job finished leaves the trial's outbox entry behind
-    (deposited before the hand-over), which the end of the sweep uploads (:func:`_finish`).
+    while it runs and, before handing over its own, waits for it only if it is still running. So at
+    most one trial's results wait per worker and uploads never pile up. A worker that ends before its
+    upload finished takes the companion with it (Ray fate-shares owned actors) and leaves the trial's
+    outbox entry behind (deposited before the hand-over), which the end of the sweep uploads (:func:`_finish`).
     """
 
     def __init__(self):
-        self._thread: threading.Thread | None = None
+        self._actor = None
+        self._started = None  # ObjectRef that resolves once the companion is up
+        self._pending = None  # ObjectRef of the running upload
+
+    def start(self) -> None:
+        """Start the companion actor (asynchronously) if there is none yet."""
+        if self._actor is None:
+            import ray
+            from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+            here = ray.get_runtime_context().get_node_id()
+            self._actor = ray.remote(num_cpus=0)(_UploadWorker).options(
+                scheduling_strategy=NodeAffinitySchedulingStrategy(here, soft=True)).remote()
+            self._started = self._actor.__ray_ready__.remote()
+
+    def ready(self) -> bool:
+        """Whether the companion is up (never blocks: a worker's first trial(s) upload in process meanwhile,
+        instead of waiting seconds for a new process and its imports)."""
+        if self._actor is None:
+            return False
+        if self._started is not None:
+            import ray
+
+            if not ray.wait([self._started], timeout=0)[0]:
+                return False
+            try:
+                ray.get(self._started)
+            except Exception as exc:  # could not start: upload in process; try a new companion with the next trial
+                log.warning("MLflow upload process did not start (%s)", type(exc).__name__)
+                self._actor = self._started = None
+                return False
+            self._started = None
+        return True
 
     def wait(self, timeout: float | None = None) -> float:
         """Wait for the running upload, if any (at most ``timeout`` seconds); returns the seconds waited."""
-        thread = self._thread
-        if thread is None or not thread.is_alive():
+        if self._pending is None:
             return 0.0
+        import ray
+
         t0 = time.perf_counter()
-        thread.join(timeout)
+        ready, _ = ray.wait([self._pending], timeout=timeout)
+        if ready:
+            try:
+                ray.get(ready[0])
+            except Exception as exc:  # the companion died: the trial's outbox entry stays for the end of the sweep
+                log.warning("MLflow upload process lost (%s); its trial's result stays in the outbox", type(exc).__name__)
+                self._actor = self._started = None
+            self._pending = None
         return time.perf_counter() - t0
 
-    def submit(self, job) -> None:
+    def submit(self, *args) -> None:
+        """:meth:`_UploadWorker.upload` ``(*args)`` in the companion, after the previous upload."""
         self.wait()
-        self._thread = threading.Thread(target=job, name="metasweep-upload", daemon=True)
-        self._thread.start()
+        self.start()
+        self._pending = self._actor.upload.remote(*args)
+
+
+class _UploadWorker:
+    """A worker's companion process that uploads its trials (see :class:`_Uploader`)."""
+
+    def __init__(self):
+        os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+        import mlflow.tracking  # noqa: F401  (imported while the worker's first trial computes)
+
+    def upload(self, uri: str, run_id: str, new_run: bool, record: dict, curves, outbox_dir: str, driver_node: str,
+               trial_id: str) -> float | None:
+        """A trial's record into ``run_id``, then its outbox entry discarded; returns ``time/tracking_s``
+        (None if the store failed: the entry then stays for the end of the sweep / ``metasweep sync``)."""
+        from tracking.mlflow_runs import client_for
+
+        try:
+            tracking_s = _log_record(client_for(uri), run_id, record, curves, new_run)
+        except Exception as exc:
+            log.warning("trial %s: MLflow upload failed (%s: %s); result kept in the outbox", trial_id,
+                        type(exc).__name__, str(exc).splitlines()[0][:120] if str(exc) else "")
+            return None
+        try:
+            _outbox_call(outbox_dir, driver_node, "discard", trial_id)
+        except Exception as exc:  # harmless: the end-of-sweep upload completes the run again, idempotently
+            log.warning("trial %s: outbox entry not discarded (%s)", trial_id, type(exc).__name__)
+        return tracking_s
 
 
 #: This process's uploader (module-global: shared by the trials a reused Tune worker runs in sequence).
@@ -309,6 +379,8 @@ def _uploader() -> _Uploader:
     """:data:`UPLOADER`, for the trainable: a closure is pickled by value with copies of the globals it names,
     a module-level function by reference (its globals are the worker's own module)."""
     return UPLOADER
+
+
 #: How long a stopping worker waits for its last upload (Tune kills an actor 10 s after asking it to stop).
 FLUSH_TIMEOUT_S = 8.0
 
@@ -329,27 +401,6 @@ class _FlushOnStop:
             super().cleanup()
 
 
-def _upload_job(uri: str, run_id: str, new_run: bool, record: dict, curves, outbox_dir: str, driver_node: str,
-                trial_id: str):
-    """The background half of an overlapped trial: its record into ``run_id``, then its outbox entry discarded."""
-
-    def job():
-        from tracking.mlflow_runs import client_for
-
-        try:
-            _log_record(client_for(uri), run_id, record, curves, new_run)
-        except Exception as exc:  # the store failed: the outbox entry stays for the end of the sweep / `metasweep sync`
-            log.warning("trial %s: MLflow upload failed (%s: %s); result kept in the outbox", trial_id,
-                        type(exc).__name__, str(exc).splitlines()[0][:120] if str(exc) else "")
-            return
-        try:
-            _outbox_call(outbox_dir, driver_node, "discard", trial_id)
-        except Exception as exc:  # harmless: the end-of-sweep upload completes the run again, idempotently
-            log.warning("trial %s: outbox entry not discarded (%s)", trial_id, type(exc).__name__)
-
-    return job
-
-
 def _make_trainable(settings: TrialSettings, uri: str, exp_id: str, parent_id: str, sweep_id: str, metric_points: int,
                     outbox_dir: str, driver_node: str, overlap: bool = True):
     """The Tune function trainable of a sweep (one trial = one config).
@@ -360,7 +411,7 @@ def _make_trainable(settings: TrialSettings, uri: str, exp_id: str, parent_id: s
     ``overlap`` (spec ``tracking.overlap``, default): after computing, the trial creates its child run
     (or reuses the one a retry found), puts its results in the outbox (local files on the driver's node),
     waits for its worker's previous upload if that is still running, hands the upload over to the
-    worker's background :data:`UPLOADER` and reports to Tune at once: the worker's next trial computes
+    worker's background :data:`UPLOADER` (a companion process) and reports to Tune at once: the worker's next trial computes
     while MLflow is written. The entry is discarded after the upload; what a dying worker could not
     upload is uploaded at the end of the sweep. ``time/tracking_wait_s`` = the seconds the trial spent
     on tracking itself (lookup, its MLflow record, run creation, outbox entry, waiting for the previous upload; without
@@ -388,6 +439,8 @@ def _make_trainable(settings: TrialSettings, uri: str, exp_id: str, parent_id: s
             tune.report(report | {"time/tracking_s": done.data.metrics.get("time/tracking_s", 0.0),
                                   "mlflow_run_id": done.info.run_id, "reused": 1})
             return
+        if overlap:
+            _uploader().start()  # the companion's process starts while this trial computes
         t0 = time.perf_counter()
         try:
             out = ALGORITHMS[settings.algorithm].run_trial(config, settings)
@@ -432,7 +485,15 @@ def _make_trainable(settings: TrialSettings, uri: str, exp_id: str, parent_id: s
         record["scalars"]["time/tracking_wait_s"] = waited + time.perf_counter() - t0
         if folder is not None and curves is not None:
             curves = os.path.join(folder, "curves.parquet")  # written once, by the deposit
-        _uploader().submit(_upload_job(uri, run_id, done is None, record, curves, outbox_dir, driver_node, trial_id))
+        if not _uploader().ready():  # the companion is still starting: this trial uploads itself, as without overlap
+            del record["scalars"]["time/tracking_wait_s"]  # log_trial logs it, the upload included
+            tracking_s = _log_record(client, run_id, record, curves, done is None, waited + time.perf_counter() - t0)
+            try:
+                _outbox_call(outbox_dir, driver_node, "discard", trial_id)
+            except Exception as exc:  # harmless: the end-of-sweep upload completes the run again, idempotently
+                log.warning("trial %s: outbox entry not discarded (%s)", trial_id, type(exc).__name__)
+            return {"time/tracking_s": tracking_s, "mlflow_run_id": run_id}
+        _uploader().submit(uri, run_id, done is None, record, curves, outbox_dir, driver_node, trial_id)
         return {"mlflow_run_id": run_id}
 
     trainable.__mixins__ = (_FlushOnStop,)

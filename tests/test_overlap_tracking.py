@@ -1,5 +1,5 @@
 """Overlapped tracking (issue 3, ``tracking.overlap``): a trial hands its MLflow upload to its worker's
-background thread and returns, so the worker's next trial computes while MLflow is written.
+companion upload process and returns, so the worker's next trial computes while MLflow is written.
 
 1. A real sweep (real Ray, real MLflow server), with and without overlap: every child run FINISHED
    with its metrics, histories and curves, the worker's last trial included, uploaded by the worker
@@ -9,6 +9,7 @@ background thread and returns, so the worker's next trial computes while MLflow 
    of the sweep completes that run, FINISHED, no point logged twice.
 """
 
+import json
 import os
 import uuid
 
@@ -22,29 +23,42 @@ SPEC = """\
 experiment: {experiment}
 search_space:
   eta: 0.05
-  K: 2
+  K: 3
   H: 3
   sigma: 0.1
-  T: 300
-  seed: {{grid: [0, 1, 2, 3, 4, 5]}}
+  T: {T}
+  seed: {{grid: [{seeds}]}}
+eval_every: {eval_every}
 resources:
   cpus: 1
 tracking:
   metric_history_points: 20
   overlap: {overlap}
 """
-TRIALS, K, T = 6, 2, 300
+# overlap: 8 trials of ~1.1 s of kernels (as tests/test_sweep.py's resume sweep), 4 per worker: a worker's
+# companion upload process (~2-4 s to start) is up before its last trials; serial: 4 short trials.
+CASES = {"true": dict(T=250000, eval_every=1000, trials=8), "false": dict(T=300, eval_every=1, trials=4)}
+
+
+def _tune_results(state_dir):
+    out = []
+    for f in state_dir.glob("*/result.json"):
+        out.append(json.loads(f.read_text().strip().splitlines()[-1]))
+    return out
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("overlap", ["true", "false"])
 def test_every_trial_uploaded_by_its_worker(overlap, mlflow_server, tmp_path):
-    template = SPEC.replace("{overlap}", overlap)
-    summary, client, parent, children = run_small_sweep(template, f"overlap-{overlap}", mlflow_server, tmp_path, TRIALS)
-    assert parent.info.status == "FINISHED" and parent.data.metrics["trials/finished"] == TRIALS
+    case = CASES[overlap]
+    T, trials = case["T"], case["trials"]
+    template = SPEC.replace("{overlap}", overlap).replace("{T}", str(T)).replace("{eval_every}", str(case["eval_every"]))
+    template = template.replace("{seeds}", ", ".join(map(str, range(trials))))
+    summary, client, parent, children = run_small_sweep(template, f"overlap-{overlap}", mlflow_server, tmp_path, trials)
+    assert parent.info.status == "FINISHED" and parent.data.metrics["trials/finished"] == trials
     assert {c.info.status for c in children} == {"FINISHED"}
-    assert len({c.data.tags["metasweep.trial_id"] for c in children}) == TRIALS
-    assert sorted(int(c.data.params["seed"]) for c in children) == list(range(TRIALS))
+    assert len({c.data.tags["metasweep.trial_id"] for c in children}) == trials
+    assert sorted(int(c.data.params["seed"]) for c in children) == list(range(trials))
     for c in children:
         m = c.data.metrics
         assert m["time/tracking_s"] > 0 and m["time/tracking_wait_s"] > 0, m
@@ -53,9 +67,23 @@ def test_every_trial_uploaded_by_its_worker(overlap, mlflow_server, tmp_path):
         steps = [h.step for h in client.get_metric_history(c.info.run_id, "gap/meta")]
         assert len(steps) == len(set(steps)) == 20 and max(steps) == T
         curves = pq.read_table(client.download_artifacts(c.info.run_id, "curves.parquet", str(tmp_path / c.info.run_id)))
-        assert curves.num_rows == 2 * K * T
+        assert set(curves.column("method").to_pylist()) == {"individual", "meta"}
+        assert set(curves.column("game").to_pylist()) == {0, 1, 2} and max(curves.column("iteration").to_pylist()) == T
+    state_dir = tmp_path / "runs" / "sweeps" / summary["sweep_id"]
+    reports = _tune_results(state_dir)
+    assert len(reports) == trials and all(r["time/tracking_wait_s"] > 0 for r in reports)
+    handed_over = [r for r in reports if "time/tracking_s" not in r]  # uploaded by a companion, after the report
+    if overlap == "true":
+        assert handed_over, "no trial's upload overlapped the next trial"
+        last = {}
+        for r in reports:
+            if r["reported_at"] > last.get(r["pid"], {"reported_at": 0})["reported_at"]:
+                last[r["pid"]] = r
+        assert any(r in handed_over for r in last.values()), "no worker's last upload ran in the background"
+    else:
+        assert handed_over == []
     # the workers uploaded everything themselves, their last trials included: no entry left, none synced by the driver
-    outbox = tmp_path / "runs" / "sweeps" / summary["sweep_id"] / "outbox"
+    outbox = state_dir / "outbox"
     assert not outbox.exists() or os.listdir(outbox) == []
     assert summary["outbox_pending"] == 0 and "outbox_uploaded" not in summary
 
@@ -70,7 +98,7 @@ def test_run_left_running_by_a_dead_worker_is_completed(mlflow_server, tmp_path,
     from tracking.outbox import Outbox
 
     monkeypatch.chdir(tmp_path)  # the outbox lives in ./runs/sweeps/SWEEP_ID/outbox
-    spec = parse_spec(read_yaml(SPEC.format(experiment="x", overlap="true"), "spec"), "spec")
+    spec = parse_spec(read_yaml(SPEC.format(experiment="x", overlap="true", T=300, eval_every=1, seeds="0"), "spec"), "spec")
     settings = TrialSettings.from_spec(spec)
     config = {k: p.values[0] for k, p in spec.params.items() if p.kind == "const"} | {"seed": 0}
     out = run_trial(config, settings)

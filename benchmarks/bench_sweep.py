@@ -1,7 +1,8 @@
 """Benchmark: the sweep service (Ray Tune + MLflow) vs a serial loop over the same trials, side by side.
 
     PYTHONPATH=. .venv/bin/python benchmarks/bench_sweep.py [--trials N | --quick] [--out FILE.json]
-        [--backends sqlite,postgres] [--reps R] [--serial-reps R] [--replay N] [--wait-idle S] [--keep]
+        [--backends sqlite,postgres] [--tracking overlap,serial] [--reps R] [--serial-reps R] [--replay N]
+        [--wait-idle S] [--keep]
 
 Results and their reading: docs/benchmarks.md ("Sweep service: Ray Tune + MLflow vs a serial loop").
 A full run with ``--reps 3 --wait-idle 20`` takes about 6.5 minutes on 2 cores; ``--quick`` about 45 s.
@@ -33,15 +34,27 @@ gap every iteration), seeds 0..N-1.
      plus the rest of each trial's MLflow work that ``time/tracking_s`` does not cover ("other
      MLflow": the ``search_runs`` lookup(s), ``create_run``, the final ``log_metric`` and
      ``set_terminated``, and in a worker's first trial the import of MLflow; = Tune's
-     ``time_total_s`` minus ``time/trial_s`` minus ``time/tracking_s``);
+     ``time_total_s`` minus ``time/trial_s`` minus ``time/tracking_s``; serial tracking only: with
+     overlapped tracking ``log_trial`` runs in the background, outside ``time_total_s``);
+   - tracking as the trials see it: the child metric ``time/tracking_wait_s`` (the seconds a trial
+     spent on tracking before reporting to Tune: lookup, its MLflow record, create_run, outbox entry
+     and waiting for its worker's previous upload; serial tracking: also ``log_trial``), median, sum
+     and sum / (2 x fit time) = the tracking share of the workers' time;
    - where the two workers' time goes (sums over the trials, as shares of 2 x fit time): compute
-     (``time/trial_s``), log_trial, other MLflow calls, the gaps between consecutive trials of a
-     worker (Tune: result handling, actor reset, next trial), before each worker's first trial
-     (Tune start, worker process start), after its last trial;
+     (``time/trial_s``), tracking the trial waited for (``time/tracking_wait_s``), the rest of the
+     trial function (``time_total_s`` minus both: Tune's report, and in serial tracking the final
+     ``log_metric`` + ``set_terminated``; in a worker's first trial the import of MLflow), the gaps
+     between consecutive trials of a worker (Tune: result handling, actor reset, next trial), before
+     each worker's first trial (Tune start, worker process start), after its last trial (with
+     overlapped tracking: its last upload, which the stopping worker finishes); a trial ends at its
+     Tune report (``reported_at``), not at its child run's end (the upload may still run);
    - CPU seconds used during the sweep by the driver (metasweep), Ray system processes, Ray workers,
      the MLflow server and PostgreSQL (sampled from /proc every 0.5 s), vs the serial CPU time;
    - all N child runs FINISHED (and the parent).
-3. Each sweep with (a) a local SQLite store ``sqlite:///TMP/mlflow.db`` (created before the timed
+3. ``--tracking overlap,serial`` (default both): each repetition runs one sweep per tracking mode,
+   one after the other on the same store type, with the spec's ``tracking: {overlap: true|false}``
+   (overlapped: the default of the service; serial: every trial uploads before reporting, as before).
+   Each sweep with (a) a local SQLite store ``sqlite:///TMP/mlflow.db`` (created before the timed
    command, as a first ``metasweep run`` would in its start-up) and (b) an MLflow server
    (``cluster/mlflow_server.py``, one worker) whose backend store is PostgreSQL
    (``cluster/postgres.py``; needs ``pip install -e '.[postgres]'``), both started before and
@@ -116,6 +129,8 @@ search_space:
   stage_reset: true
 resources:
   cpus: 1
+tracking:
+  overlap: {overlap}
 """
 
 
@@ -617,16 +632,25 @@ def analyse_sweep(run: dict, query_uri: str, n: int, serial_s: float) -> dict:
         rows.append({"trial_id": tid, "status": c.info.status, "start": c.info.start_time / 1e3,
                      "end": (c.info.end_time or 0) / 1e3, "trial_s": m.get("time/trial_s"),
                      "tracking_s": m.get("time/tracking_s"), "kernel_s": m.get("time/kernel_s"),
+                     "wait_s": m.get("time/tracking_wait_s", tr.get("time/tracking_wait_s")),
+                     "reported_at": tr.get("reported_at"),
                      "time_total_s": tr.get("time_total_s"), "pid": tr.get("pid"), "seed": c.data.params.get("seed")})
     finished = sum(r["status"] == "FINISHED" for r in rows)
     complete = [r for r in rows if r["status"] == "FINISHED" and r["time_total_s"] is not None and r["trial_s"] is not None]
     p_start, p_end = parent.info.start_time / 1e3, parent.info.end_time / 1e3
     fit = p_end - p_start
+    overlap = run.get("tracking") == "overlap"
     for r in complete:
+        r["upload_end"] = r["end"]
+        if r["reported_at"] is not None:  # the trial's end is its report; its child run may end later (overlap)
+            r["end"] = r["reported_at"]
         r["begin"] = r["end"] - r["time_total_s"]
-        r["mlflow_other_s"] = r["time_total_s"] - r["trial_s"] - r["tracking_s"]
+        r["mlflow_other_s"] = None if overlap else r["time_total_s"] - r["trial_s"] - r["tracking_s"]
+        r["wait_s"] = r["wait_s"] if r["wait_s"] is not None else float("nan")
+        r["rest_s"] = r["time_total_s"] - r["trial_s"] - r["wait_s"]
     first_begin = min(r["begin"] for r in complete)
     last_end = max(r["end"] for r in complete)
+    last_upload_end = max(r["upload_end"] for r in complete)
     # per-worker timelines
     workers = defaultdict(list)
     for r in complete:
@@ -643,9 +667,11 @@ def analyse_sweep(run: dict, query_uri: str, n: int, serial_s: float) -> dict:
     med = lambda xs: statistics.median(xs) if xs else float("nan")  # noqa: E731
     sum_trial = sum(r["trial_s"] for r in complete)
     sum_track = sum(r["tracking_s"] for r in complete)
-    sum_other = sum(r["mlflow_other_s"] for r in complete)
+    sum_other = None if overlap else sum(r["mlflow_other_s"] for r in complete)
+    sum_wait = sum(r["wait_s"] for r in complete)
+    sum_rest = sum(r["rest_s"] for r in complete)
     capacity = CPUS * fit
-    accounted = sum_trial + sum_track + sum_other + gaps + pre + post
+    accounted = sum_trial + sum_wait + sum_rest + gaps + pre + post
     exp_t = exp.creation_time / 1e3 if exp.creation_time else None
     timeline = {
         "process start + imports + MLflow store check": (run["ray_session_t"] or p_start) - run["t_launch"],
@@ -667,18 +693,23 @@ def analyse_sweep(run: dict, query_uri: str, n: int, serial_s: float) -> dict:
         "children": len(rows), "children_finished": finished, "parent_status": parent.info.status,
         "sweep_status": run["summary"].get("status"), "all_finished": finished == n and len(rows) == n,
         "tracking_median_s": med([r["tracking_s"] for r in complete]), "tracking_sum_s": sum_track,
-        "tracking_share_of_fit": sum_track / capacity,
-        "mlflow_other_median_s": med([r["mlflow_other_s"] for r in later]), "mlflow_other_sum_s": sum_other,
-        "mlflow_total_share_of_fit": (sum_track + sum_other) / capacity,
+        "tracking_share_of_fit": sum_track / capacity, "tracking_mode": run.get("tracking"),
+        "wait_median_s": med([r["wait_s"] for r in later]), "wait_sum_s": sum_wait,
+        "wait_share_of_fit": sum_wait / capacity, "rest_median_s": med([r["rest_s"] for r in later]),
+        "last_upload_after_last_report_s": last_upload_end - last_end,
+        "mlflow_other_median_s": None if overlap else med([r["mlflow_other_s"] for r in later]),
+        "mlflow_other_sum_s": sum_other,
+        "mlflow_total_share_of_fit": None if overlap else (sum_track + sum_other) / capacity,
         "trial_compute_median_s": med([r["trial_s"] for r in later]), "trial_compute_sum_s": sum_trial,
         "kernel_median_s": med([r["kernel_s"] for r in later if r["kernel_s"] is not None]),
         "time_total_median_s": med([r["time_total_s"] for r in later]),
         "first_trial_per_worker": [{"pid": r["pid"], "time_total_s": r["time_total_s"], "trial_s": r["trial_s"],
-                                    "tracking_s": r["tracking_s"], "mlflow_other_s": r["mlflow_other_s"]}
+                                    "tracking_s": r["tracking_s"], "wait_s": r["wait_s"], "rest_s": r["rest_s"]}
                                    for r in first_trials],
         "workers": len(workers),
-        "worker_time_s": {"compute (time/trial_s)": sum_trial, "log_trial (time/tracking_s)": sum_track,
-                          "other MLflow calls (lookup, create_run, log_metric, set_terminated; a new worker's imports)": sum_other,
+        "worker_time_s": {"compute (time/trial_s)": sum_trial, "tracking waited for (time/tracking_wait_s)": sum_wait,
+                          "rest of the trial function (report; serial: final log_metric + set_terminated; "
+                          "a new worker's imports)": sum_rest,
                           "between trials (Tune)": gaps, "before first trial": pre, "after last trial": post,
                           "unaccounted (2 x fit - the rest)": capacity - accounted},
         "cpu_s": {"driver (metasweep)": cats.get("driver", 0.0), "Ray system": cats.get("ray system", 0.0),
@@ -775,7 +806,18 @@ def _machine():
 
 
 def _med(rs, key):
-    return statistics.median(r[key] for r in rs)
+    xs = [r[key] for r in rs if r[key] is not None]
+    return statistics.median(xs) if xs else float("nan")
+
+
+def _sweep_name(key: str) -> str:
+    """"sqlite/overlap" -> "SQLite file (...), overlapped tracking"."""
+    backend, _, mode = key.partition("/")
+    return STORE_NAMES.get(backend, backend) + (f", {mode} tracking" if mode else "")
+
+
+def _ms(x) -> str:
+    return "-" if x is None or x != x else f"{x * 1e3:.0f}"
 
 
 def print_report(res: dict) -> None:
@@ -787,25 +829,27 @@ def print_report(res: dict) -> None:
          f"(kernels {ser['kernel_median_s'] * 1e3:.1f} ms); other load "
          + ", ".join(f"{100 * x['other_share']:.1f}%" for x in ser["other_load"]))
     _log("")
-    _log("| store | reps | command wall (s) | Tune fit = parent run span (s) | trial span (s) | trials/s (wall) | "
+    _log("| store, tracking | reps | command wall (s) | Tune fit = parent run span (s) | trial span (s) | trials/s (wall) | "
          "efficiency (wall) | efficiency (fit) | tracking per trial, median (ms) | tracking sum (s) | "
-         "tracking / (2 x fit) | other MLflow per trial, median (ms) | children FINISHED | other load |")
-    _log("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|")
+         "tracking / (2 x fit) | other MLflow per trial, median (ms) | tracking waited for per trial, median (ms) | "
+         "tracking waited for / (2 x fit) | children FINISHED | other load |")
+    _log("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|")
     for label, rs in res["sweeps"].items():
         if not rs:
             continue
-        label = STORE_NAMES.get(label, label)
+        label = _sweep_name(label)
         fin = ", ".join(f"{r['children_finished']}/{n}" for r in rs)
         _log(f"| {label} | {len(rs)} | {_med(rs, 'wall_s'):.2f} | {_med(rs, 'fit_s'):.2f} | {_med(rs, 'trial_span_s'):.2f} | "
              f"{_med(rs, 'trials_per_s_wall'):.2f} | {_med(rs, 'efficiency_wall'):.2f} | {_med(rs, 'efficiency_fit'):.2f} | "
              f"{_med(rs, 'tracking_median_s') * 1e3:.0f} | {_med(rs, 'tracking_sum_s'):.2f} | "
-             f"{100 * _med(rs, 'tracking_share_of_fit'):.1f}% | {_med(rs, 'mlflow_other_median_s') * 1e3:.0f} | {fin} | "
+             f"{100 * _med(rs, 'tracking_share_of_fit'):.1f}% | {_ms(_med(rs, 'mlflow_other_median_s'))} | "
+             f"{_ms(_med(rs, 'wait_median_s'))} | {100 * _med(rs, 'wait_share_of_fit'):.1f}% | {fin} | "
              + ", ".join(f"{100 * x['load']['other_share']:.1f}%" for x in rs) + " |")
     for label, rs in res["sweeps"].items():
         if not rs:
             continue
         r = rs[len(rs) // 2] if len(rs) % 2 else rs[0]
-        label = STORE_NAMES.get(label, label)
+        label = _sweep_name(label)
         _log(f"\n[{label}] timeline of one sweep (s):")
         _log("  " + " | ".join(f"{k} {v:.2f}" if v is not None else f"{k} ?" for k, v in r["timeline_s"].items()))
         cap = CPUS * r["fit_s"]
@@ -814,10 +858,12 @@ def print_report(res: dict) -> None:
         _log(f"  per trial, medians over trials after each worker's first: compute {r['trial_compute_median_s'] * 1e3:.0f} ms "
              f"(serial {ser['per_trial_median_s'] * 1e3:.0f} ms; kernels {r['kernel_median_s'] * 1e3:.0f} ms vs "
              f"{ser['kernel_median_s'] * 1e3:.0f} ms) | log_trial {r['tracking_median_s'] * 1e3:.0f} ms | other MLflow "
-             f"{r['mlflow_other_median_s'] * 1e3:.0f} ms | Tune time_total {r['time_total_median_s'] * 1e3:.0f} ms")
+             f"{_ms(r['mlflow_other_median_s'])} ms | tracking waited for {_ms(r['wait_median_s'])} ms | rest of the "
+             f"trial function {_ms(r['rest_median_s'])} ms | Tune time_total {r['time_total_median_s'] * 1e3:.0f} ms")
+        _log(f"  the last upload ended {r['last_upload_after_last_report_s']:.2f} s after the last trial's report")
         _log("  first trial per worker: " + "; ".join(
-            f"time_total {f['time_total_s']:.2f} s (compute {f['trial_s']:.2f}, log_trial {f['tracking_s']:.2f}, "
-            f"other MLflow {f['mlflow_other_s']:.2f})" for f in r["first_trial_per_worker"]))
+            f"time_total {f['time_total_s']:.2f} s (compute {f['trial_s']:.2f}, tracking waited for {f['wait_s']:.2f}, "
+            f"rest {f['rest_s']:.2f}; log_trial {f['tracking_s']:.2f})" for f in r["first_trial_per_worker"]))
         serial_cpu = ser["median_loop_s"]
         tot = sum(r["cpu_s"].values())
         _log(f"  CPU seconds during the command (sampled; serial loop ~{serial_cpu:.1f}): " + " | ".join(
@@ -832,7 +878,7 @@ def print_report(res: dict) -> None:
         _log("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         for label, rp in res["replay"].items():
             b, _, pts = label.partition(", ")
-            label = f"{STORE_NAMES.get(b, b)}, {rp['points_per_trial']} history points"
+            label = f"{_sweep_name(b)}, {rp['points_per_trial']} history points"
             c = rp["calls"]
             cell = lambda k: f"{c[k]['median_ms']:.1f} (x{c[k]['calls'] // rp['trials']})" if k in c else "-"  # noqa: E731
             _log(f"| {label} | {rp['trials']} | {cell('search_runs')} | {cell('create_run')} | {cell('get_run')} | "
@@ -852,7 +898,10 @@ def main(argv=None):
     ap.add_argument("--trials", type=int, default=100, help="trials (seeds 0..N-1), default 100")
     ap.add_argument("--quick", action="store_true", help="10 trials, 3 replayed trials (smoke test)")
     ap.add_argument("--backends", default="sqlite,postgres", help="comma list of sqlite, postgres (default both)")
-    ap.add_argument("--reps", type=int, default=1, help="sweeps per backend (default 1; the table shows medians)")
+    ap.add_argument("--tracking", default="overlap,serial",
+                    help="comma list of overlap, serial: the spec's tracking.overlap true / false (default both)")
+    ap.add_argument("--reps", type=int, default=1, help="sweeps per backend and tracking mode (default 1; the table "
+                    "shows medians)")
     ap.add_argument("--serial-reps", type=int, default=1,
                     help="serial loops at the start (default 1); one more runs right before every sweep")
     ap.add_argument("--replay", type=int, default=None, help="trials in the tracking replay (default 10; --quick 3; 0: off)")
@@ -871,6 +920,10 @@ def main(argv=None):
     for b in backends:
         if b not in ("sqlite", "postgres"):
             ap.error(f"unknown backend {b!r} (sqlite, postgres)")
+    modes = [m.strip() for m in args.tracking.split(",") if m.strip()]
+    for m in modes:
+        if m not in ("overlap", "serial"):
+            ap.error(f"unknown tracking mode {m!r} (overlap, serial)")
     if "postgres" in backends:
         try:
             import psycopg  # noqa: F401
@@ -902,7 +955,8 @@ def main(argv=None):
          f"{code['service_diff_sha1']} {code['service_diff_files']}")
     _log(f"work folder: {workdir}")
     res = {"machine": machine, "trials": n, "quick": args.quick, "cpus": CPUS, "backends": backends,
-           "reps": args.reps, "serial": None, "sweeps": {b: [] for b in backends}, "replay": {}, "services": {},
+           "reps": args.reps, "tracking": modes, "serial": None, "sweeps": {f"{b}/{m}": [] for b in backends for m in modes},
+           "replay": {}, "services": {},
            "idle_waits": []}
 
     def wait():
@@ -913,7 +967,8 @@ def main(argv=None):
     ok = False
     try:
         seeds = list(range(n))
-        spec_text_for = lambda exp: SPEC_TEMPLATE.format(n=n, experiment=exp, seeds=", ".join(map(str, seeds)))  # noqa: E731
+        spec_text_for = lambda exp, overlap="true": SPEC_TEMPLATE.format(  # noqa: E731
+            n=n, experiment=exp, seeds=", ".join(map(str, seeds)), overlap=overlap)
         spec, settings, configs = _settings_and_configs(spec_text_for("bench-sweep"), n)
         res["metric_history_points"] = spec.metric_history_points
         _log(f"spec: F.1, {n} seeds, metric_history_points {spec.metric_history_points} (the service's default)")
@@ -937,12 +992,12 @@ def main(argv=None):
         # -- sweeps
         for backend in backends:
             _log(f"\nsweeps on {backend}:")
-            for rep in range(args.reps):
-                label = f"{backend}-{rep + 1}"
+            for rep, mode in ((r, m) for r in range(args.reps) for m in modes):
+                label = f"{backend}-{mode}-{rep + 1}"
                 exp = f"bench-sweep-{label}"
                 spec_path = os.path.join(workdir, f"spec-{label}.yaml")
                 with open(spec_path, "w") as fh:
-                    fh.write(spec_text_for(exp))
+                    fh.write(spec_text_for(exp, "true" if mode == "overlap" else "false"))
                 wait()
                 serial_s = serial.loop(f"before {label}")
                 if backend == "sqlite":
@@ -960,16 +1015,17 @@ def main(argv=None):
                     res["services"].setdefault("postgres", []).append(dict(services.info))
                     query_uri = uri
                 try:
-                    run = run_sweep(label, spec_path, uri, workdir, n, watch, args.sweep_timeout)
+                    run = run_sweep(label, spec_path, uri, workdir, n, watch, args.sweep_timeout) | {"tracking": mode}
                     a = analyse_sweep(run, query_uri, n, serial_s)
-                    res["sweeps"][backend].append(a)
+                    res["sweeps"][f"{backend}/{mode}"].append(a)
                     _log(f"  {label}: command {a['wall_s']:.2f} s, fit {a['fit_s']:.2f} s, efficiency "
                          f"{a['efficiency_wall']:.2f} (wall) / {a['efficiency_fit']:.2f} (fit), tracking median "
-                         f"{a['tracking_median_s'] * 1e3:.0f} ms, {a['children_finished']}/{n} children FINISHED, "
+                         f"{a['tracking_median_s'] * 1e3:.0f} ms, waited for {_ms(a['wait_median_s'])} ms "
+                         f"({100 * a['wait_share_of_fit']:.1f}% of 2 x fit), {a['children_finished']}/{n} children FINISHED, "
                          f"parent {a['parent_status']}, other load {100 * a['load']['other_share']:.1f}%")
                     if not a["all_finished"]:
                         _log(f"  WARNING: only {a['children_finished']} of {n} child runs FINISHED")
-                    if rep == 0 and replay_n:
+                    if rep == 0 and mode == modes[0] and replay_n:
                         alt = REPLAY_OTHER_POINTS[0] if spec.metric_history_points != REPLAY_OTHER_POINTS[0] \
                             else REPLAY_OTHER_POINTS[1]
                         for points in (spec.metric_history_points, alt):

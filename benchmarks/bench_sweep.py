@@ -53,7 +53,8 @@ gap every iteration), seeds 0..N-1.
    - all N child runs FINISHED (and the parent).
 3. ``--tracking overlap,serial`` (default both): each repetition runs one sweep per tracking mode,
    one after the other on the same store type, with the spec's ``tracking: {overlap: true|false}``
-   (overlapped: the default of the service; serial: every trial uploads before reporting, as before).
+   (overlapped: what the default ``auto`` picks for a server store; serial: every trial uploads before
+   reporting, what ``auto`` picks for a local store).
    Each sweep with (a) a local SQLite store ``sqlite:///TMP/mlflow.db`` (created before the timed
    command, as a first ``metasweep run`` would in its start-up) and (b) an MLflow server
    (``cluster/mlflow_server.py``, one worker) whose backend store is PostgreSQL

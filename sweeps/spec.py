@@ -95,7 +95,7 @@ class SweepSpec:
     max_failures: int = 2
     eval_every: int | None = None
     metric_history_points: int = 50
-    tracking_overlap: bool = True  # tracking.overlap: MLflow uploads in the background, overlapping the next trial
+    tracking_overlap: bool | str = "auto"  # tracking.overlap: true, false or "auto" (sweeps.service.overlap_for)
     epsilon: float = 0.1
     tracking_uri: str | None = None
     ray_address: str | None = None
@@ -308,9 +308,9 @@ def _parse(raw) -> SweepSpec:
     mhp = tracking.get("metric_history_points", 50)
     if not _int(mhp) or not 2 <= mhp <= 1_000_000:
         raise _err("tracking.metric_history_points", f"must be an integer in [2, 1e6], got {mhp!r}")
-    overlap = tracking.get("overlap", True)
-    if not isinstance(overlap, bool):
-        raise _err("tracking.overlap", f"must be true or false, got {overlap!r}")
+    overlap = tracking.get("overlap", "auto")
+    if not isinstance(overlap, bool) and overlap != "auto":
+        raise _err("tracking.overlap", f"must be true, false or auto, got {overlap!r}")
     address = raw.get("ray_address")
     if address is not None and (not isinstance(address, str) or not address):
         raise _err("ray_address", f"must be null, 'auto', 'host:port' or 'ray://host:port', got {address!r}")

@@ -83,12 +83,6 @@ class KernelForm:
     def max_actions(self) -> int:
         return int(self.actions.max())
 
-    def expect_buffer_size(self, rows: int) -> int:
-        if not self.factored:
-            return 1
-        N, _, L, A, _ = self.local_p.shape
-        return rows * (L * A) ** N
-
     def with_rewards(self, rewards: np.ndarray, has_phi: bool = False) -> "KernelForm":
         from dataclasses import replace
 

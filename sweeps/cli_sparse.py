@@ -8,19 +8,9 @@ Imports nothing heavy at module level.
 
 from __future__ import annotations
 
-import argparse
+from .cli import UsageError, _positive_int
 
 __all__ = ["add_options", "make_games"]
-
-
-def _positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {v}")
-    return v
 
 
 def add_options(parser) -> None:
@@ -33,8 +23,6 @@ def add_options(parser) -> None:
 
 def make_games(args) -> list:
     from solvers.generators import game_family
-
-    from .cli import UsageError
 
     actions = tuple(args.actions or (2, 2))
     if args.family == "random-sparse-identical":  # N players: one action count each

@@ -354,12 +354,17 @@ def analyse_similarity(runs: list[RunRecord], confidence: float = 0.95) -> tuple
 # ----------------------------------------------------------------------------- figures
 
 
-def _fig_convergence(runs, out_dir, max_settings, notes) -> list[tuple[str, str]]:
-    made = []
+def _ok_runs_by_algorithm(runs) -> list[tuple[str, list]]:
+    """(algorithm, its successful runs), sorted by algorithm."""
     by_alg = defaultdict(list)
     for r in _ok_runs(runs):
         by_alg[r.algorithm].append(r)
-    for alg, rs in sorted(by_alg.items()):
+    return sorted(by_alg.items())
+
+
+def _fig_convergence(runs, out_dir, max_settings, notes) -> list[tuple[str, str]]:
+    made = []
+    for alg, rs in _ok_runs_by_algorithm(runs):
         groups = _groups(rs)
         varying = _varying(rs)
         if len(groups) > max_settings:
@@ -442,10 +447,7 @@ def _marginal_lines(runs, x_param, metric_for_method, methods, logx=False):
 
 def _fig_vs_params(runs, out_dir) -> list[tuple[str, str]]:
     made = []
-    by_alg = defaultdict(list)
-    for r in _ok_runs(runs):
-        by_alg[r.algorithm].append(r)
-    for alg, rs in sorted(by_alg.items()):
+    for alg, rs in _ok_runs_by_algorithm(runs):
         varying = _varying(rs)
         methods = sorted({k.split("/", 1)[1] for r in rs for k in r.metrics if k.startswith("final_gap/")})
         if "sigma" in varying and any("speedup/final_gap" in r.metrics for r in rs):

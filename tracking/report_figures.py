@@ -97,12 +97,8 @@ def ne_games_figure(points: dict, title: str, stem: str) -> str:
     return save(fig, stem)
 
 
-def vs_param_figure(lines: dict, xlabel: str, ylabel: str, title: str, stem: str, logx=False, logy=False) -> str:
-    """lines: label -> (x, mean, std, style dict); error bars = std over the runs at each x."""
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(5.6, 3.9))
-    for label, (x, m, s, sty) in lines.items():
-        ax.errorbar(x, m, yerr=s, marker="o", capsize=3, label=label, **sty)
+def _finish(fig, ax, xlabel: str, ylabel: str, title: str, stem: str, logx: bool, logy: bool) -> str:
+    """Axes scales, labels, title, legend and grid of a one-panel figure; saved as ``stem``."""
     if logx:
         ax.set_xscale("log")
     if logy:
@@ -113,6 +109,15 @@ def vs_param_figure(lines: dict, xlabel: str, ylabel: str, title: str, stem: str
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     return save(fig, stem)
+
+
+def vs_param_figure(lines: dict, xlabel: str, ylabel: str, title: str, stem: str, logx=False, logy=False) -> str:
+    """lines: label -> (x, mean, std, style dict); error bars = std over the runs at each x."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5.6, 3.9))
+    for label, (x, m, s, sty) in lines.items():
+        ax.errorbar(x, m, yerr=s, marker="o", capsize=3, label=label, **sty)
+    return _finish(fig, ax, xlabel, ylabel, title, stem, logx, logy)
 
 
 def scatter_figure(groups: dict, xlabel: str, ylabel: str, title: str, stem: str, fit=None, logx=False, logy=False,
@@ -130,16 +135,7 @@ def scatter_figure(groups: dict, xlabel: str, ylabel: str, title: str, stem: str
             ax.plot(grid, fit[0] + fit[1] * grid, "k--", linewidth=1, label="OLS fit")
     if hline is not None:
         ax.axhline(hline, color="k", linewidth=1)
-    if logx:
-        ax.set_xscale("log")
-    if logy:
-        ax.set_yscale("log")
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
-    return save(fig, stem)
+    return _finish(fig, ax, xlabel, ylabel, title, stem, logx, logy)
 
 
 def bound_ratio_figure(by_theorem: dict, stem: str) -> str:

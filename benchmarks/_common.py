@@ -30,3 +30,16 @@ def cpu_model() -> str | None:
     except OSError:  # pragma: no cover
         pass
     return None
+
+
+def run_child(script: str, args: list, what: str) -> dict:
+    """Run ``script`` with ``args`` in a fresh interpreter (repository root on PYTHONPATH); its last stdout
+    line parsed as JSON. ``what`` names the case in the error if it fails."""
+    import json
+    import sys
+
+    out = subprocess.run([sys.executable, os.path.abspath(script), *map(str, args)], capture_output=True, text=True,
+                         cwd=ROOT, env={**os.environ, "PYTHONPATH": ROOT})
+    if out.returncode != 0:
+        raise RuntimeError(f"{what} failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])

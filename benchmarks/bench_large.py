@@ -45,7 +45,6 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 
@@ -258,15 +257,10 @@ def decompose(S: int, family: str, reps: int = 3) -> dict:
 
 
 def _run_child(S, T, reps, dense, memory=False) -> dict:
-    cmd = [sys.executable, os.path.abspath(__file__), "--child", str(S), "--iterations", str(T), "--reps", str(reps)]
-    if dense:
-        cmd.append("--dense")
-    if memory:
-        cmd.append("--memory")
-    out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": ROOT})
-    if out.returncode != 0:
-        raise RuntimeError(f"case S={S} failed:\n{out.stderr[-3000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    from benchmarks._common import run_child
+
+    flags = ["--dense"] * dense + ["--memory"] * memory
+    return run_child(__file__, ["--child", S, "--iterations", T, "--reps", reps, *flags], f"case S={S}")
 
 
 def _print(row):

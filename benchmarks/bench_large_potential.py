@@ -29,7 +29,6 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 
@@ -39,6 +38,7 @@ if ROOT not in sys.path:
 
 from benchmarks.bench_algorithm1 import _OtherLoad  # noqa: E402
 from benchmarks.bench_large import _status  # noqa: E402
+from benchmarks._common import run_child  # noqa: E402
 
 STEP = 0.1
 H, ACTIONS, K_SUCC = 5, (2, 2), 4
@@ -109,13 +109,7 @@ def child(S: int, T: int, reps: int, dense: bool) -> dict:
 
 
 def _run_child(S: int, T: int, reps: int, dense: bool) -> dict:
-    cmd = [sys.executable, os.path.abspath(__file__), "--child", str(S), "--iterations", str(T), "--reps", str(reps)]
-    if dense:
-        cmd.append("--dense")
-    out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": ROOT})
-    if out.returncode != 0:
-        raise RuntimeError(f"case S={S} failed:\n{out.stderr[-3000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return run_child(__file__, ["--child", S, "--iterations", T, "--reps", reps, *["--dense"] * dense], f"case S={S}")
 
 
 def main(argv=None):

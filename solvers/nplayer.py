@@ -277,7 +277,7 @@ class MarkovGame(NPlayerShape):
         """The same game with dense (H, S, A_1, ..., A_N, S) transitions (small games)."""
         if not self.is_sparse:
             return self
-        H, S = self.horizon, self.num_states
+        S = self.num_states
         k = self.transition_next.shape[-1]
         rows = self.transition_next.size // k
         if rows * S > MAX_DENSE_ENTRIES:

@@ -270,8 +270,8 @@ register_family(Family("poker-standin", {"states": _LARGE_STATES, "actions": _AC
                                          "pot_levels": _POT_LEVELS},
                        "a structured betting-ladder game standing in for the paper's Poker endgame (NOT the "
                        "Brains-vs-AI data; states a multiple of pot_levels), perturbed rewards"))
-ALGORITHMS["optimistic-mwu"] = Algorithm(**{**ALGORITHMS["optimistic-mwu"].__dict__, "families": (
-    *ALGORITHMS["optimistic-mwu"].families, "random-sparse", "poker-standin")})
+register_algorithm(replace(ALGORITHMS["optimistic-mwu"], families=(*ALGORITHMS["optimistic-mwu"].families,
+                                                                  "random-sparse", "poker-standin")))
 register_family(Family("random-sparse-identical", {"states": _LARGE_STATES, "actions": _ACTIONS_N,
                                                    "successors": _SUCCESSORS},
                        "a large identical-interest game with sparse transitions (U[0,1] shared rewards, `successors` "

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from solvers.games import GameError
-from solvers.nplayer import MarkovGame, load_any_game, save_markov_game, uniform_policies
+from solvers.nplayer import MarkovGame, load_any_game, save_markov_game
 from solvers.potential_eval import evaluate_product_policy
 from solvers.potential_games import potential_family, random_sparse_identical_game
 from solvers.qascent import projected_q_ascent

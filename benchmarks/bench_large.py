@@ -208,7 +208,10 @@ def memory_child(S: int, T: int) -> dict:
     res = solve(game, T, ETA, eval_every=10, store_hindsight=False)
     peak = _status("VmHWM")
     cells = H * S
-    state = 8 * cells * (A * B + 2 * (A + B)) + 8 * (cells + S) + 2 * 8 * cells * (A + B) + 2 * 8 * S * 3
+    # the kernel's work arrays (solvers/sparse.py): Q, policy, D and output sum per player (one float each on
+    # the compact two-action state), W, two evaluation buffers
+    players = 6 if A == B == 2 else 3 * (A + B)
+    state = 8 * cells * (A * B + players) + 8 * (cells + S) + 2 * 8 * S * 3
     return {"S": S, "T": T, "game_bytes": game.nbytes, "rss_baseline_bytes": rss0, "rss_after_game_bytes": rss_game,
             "rss_peak_bytes": peak, "state_bytes_expected": state, "peak_over_game": peak / game.nbytes,
             "peak_minus_baseline_over_game": (peak - rss0) / game.nbytes,

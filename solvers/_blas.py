@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 
-import scipy.linalg.cython_blas  # noqa: F401  (load the library Numba calls before inspecting it)
 from threadpoolctl import ThreadpoolController
 
 _controller: ThreadpoolController | None = None
@@ -26,6 +25,10 @@ def single_threaded_blas():
     """Context manager limiting every loaded BLAS to one thread (about 15 us to enter)."""
     global _controller
     if _controller is None:
+        # load the library Numba calls before inspecting it; here, not at import (SciPy's linalg adds
+        # ~17 MB to processes that never run a dense kernel, such as a sparse solve)
+        import scipy.linalg.cython_blas  # noqa: F401
+
         _controller = ThreadpoolController()
     return _controller.limit(limits=1, user_api="blas")
 

@@ -459,12 +459,12 @@ def solve(
     n_stages = L.shape[0]
     its = eval_iterations(T, eval_every, eval_log_points)
     curve = np.empty((its.shape[0], 3))
-    mu_sum = np.empty((H, S, A))
-    nu_sum = np.empty((H, S, B))
     if game.is_sparse:
-        mu_dag, nu_dag, elapsed, bad = _solve_sparse(
-            game, mu_init, nu_init, L, eta, stage_reset, tie_break, tie_rtol, its, store_hindsight, curve, mu_sum, nu_sum)
+        mu_sum, nu_sum, mu_dag, nu_dag, elapsed, bad = _solve_sparse(
+            game, mu_init, nu_init, L, eta, stage_reset, tie_break, tie_rtol, its, store_hindsight, curve)
     else:
+        mu_sum = np.empty((H, S, A))
+        nu_sum = np.empty((H, S, B))
         if not store_hindsight:
             raise ValueError("store_hindsight=False is supported on sparse games only")
         log_mu0 = _expand_init(mu_init, n_stages, (H, S, A), "mu_init")
@@ -483,10 +483,10 @@ def solve(
                 parallel,
             )
         elapsed = time.perf_counter() - t0
+        mu_sum /= T  # the output average, in place (no copy of an (H, S, A) array)
+        nu_sum /= T
     if bad:
         raise Diverged(f"Algorithm 1 produced a non-finite value at iteration {bad} (eta={eta})", int(bad))
-    mu_sum /= T  # the output average, in place (no copy of an (H, S, A) array)
-    nu_sum /= T
     return Algorithm1Result(
         mu_bar=mu_sum,
         nu_bar=nu_sum,
@@ -529,12 +529,21 @@ def _init_views(init, n_stages: int, shape: tuple, name: str) -> tuple[np.ndarra
     return log_p.reshape(n_stages, H * S, d), p.reshape(n_stages, H * S, d)
 
 
-def _solve_sparse(game, mu_init, nu_init, L, eta, stage_reset, tie_break, tie_rtol, its, store_hindsight, curve,
-                  mu_sum, nu_sum):
-    """Algorithm 1 on a sparse game (solvers.sparse); returns (mu_dag, nu_dag, seconds, bad)."""
+def _solve_sparse(game, mu_init, nu_init, L, eta, stage_reset, tie_break, tie_rtol, its, store_hindsight, curve):
+    """Algorithm 1 on a sparse game (solvers.sparse); returns (mu_bar, nu_bar, mu_dag, nu_dag, seconds, bad).
+
+    Two-action games (A = B = 2) run on the compact state (one float per player and cell for the
+    policy, D and the output sum; :data:`solvers.sparse.COMPACT_TWO_ACTION`); the averages are
+    expanded to (H, S, 2) after the kernel has returned and freed its work arrays.
+    """
+    from . import sparse
     from .sparse import N_CHUNKS, algorithm1_sparse_kernel, kernel_threads
 
     H, S, A, B = game.shape
+    T = int(L.sum())
+    compact = A == 2 and B == 2 and sparse.COMPACT_TWO_ACTION
+    mu_sum = np.empty((H, S, 1 if compact else A))
+    nu_sum = np.empty((H, S, 1 if compact else B))
     n_stages = L.shape[0]
     log_mu0, mu0 = _init_views(mu_init, n_stages, (H, S, A), "mu_init")
     log_nu0, nu0 = _init_views(nu_init, n_stages, (H, S, B), "nu_init")
@@ -549,9 +558,25 @@ def _solve_sparse(game, mu_init, nu_init, L, eta, stage_reset, tie_break, tie_rt
             mu_sum, nu_sum, mu_dag, nu_dag, N_CHUNKS,
         )
     elapsed = time.perf_counter() - t0
+    if compact:
+        mu_bar, nu_bar = _expand_two_action(mu_sum, T), _expand_two_action(nu_sum, T)
+    else:
+        mu_sum /= T  # the output average, in place (no copy of an (H, S, A) array)
+        nu_sum /= T
+        mu_bar, nu_bar = mu_sum, nu_sum
     if not store_hindsight:
-        return None, None, elapsed, bad
-    return mu_dag.reshape(n_stages, H, S, A), nu_dag.reshape(n_stages, H, S, B), elapsed, bad
+        return mu_bar, nu_bar, None, None, elapsed, bad
+    return mu_bar, nu_bar, mu_dag.reshape(n_stages, H, S, A), nu_dag.reshape(n_stages, H, S, B), elapsed, bad
+
+
+def _expand_two_action(first_sum: np.ndarray, T: int) -> np.ndarray:
+    """(H, S, 2) average policy from the sums (H, S, 1) of the first action's probability over T
+    iterates: (x / T, 1 - x / T), the second entry as the compact kernel's evaluation forms it (no
+    temporary array)."""
+    out = np.empty(first_sum.shape[:2] + (2,))
+    np.divide(first_sum[..., 0], T, out=out[..., 0])
+    np.subtract(1.0, out[..., 0], out=out[..., 1])
+    return out
 
 
 def _check_iterations(T) -> int:

@@ -27,6 +27,15 @@ hindsight uses sum_{t in tau} Q^tau nu^t = Q^tau R_nu^L = Q^tau (D_nu^L - nu^L);
 (line 9) uses W_h(s) = sum_{t in tau} mu^t_h(s)^T Q^tau_h(s) nu^t_h(s) accumulated per iteration.
 Without the stage reset, log mu_hat^0 of the next stage is carried in a ``base`` array:
 base <- base + eta Q^tau (D_nu^L - 2 nu^L) (= log mu_hat^L) + eta Q^{tau+1} nu^L.
+
+Compact two-action state (A = B = 2, the size of the paper's large games). A distribution over two
+actions is its first entry p_0 (p_1 = 1 - p_0); D's entries sum to 1 + the stage's iterations so
+far (D starts a stage at a policy and gains 2 p^t - p^{t-1}, of sum 1, per iteration), so D_1 is
+known from D_0; a softmax over two actions depends only on the logit difference x_1 - x_0, so the
+base is one difference. Per cell the state is then Q (4 floats), W, and policy, D and output sum of
+both players (6): 11 floats instead of 17, for a game of 28 (k = 4): 1.39 x the game instead of
+1.61 x. The iterates equal the generic state's in exact arithmetic and to rounding in floats
+(tests/test_sparse.py).
 """
 
 from __future__ import annotations
@@ -40,6 +49,9 @@ from .algorithm1 import _best_in_hindsight
 
 __all__ = ["check_sparse_transitions", "evaluate_sparse", "kernel_threads", "N_CHUNKS", "PARALLEL_MIN_CELLS"]
 
+#: Run two-action games (A = B = 2) on the compact state of :func:`_iterate_2x2` (11 instead of 17
+#: floats per cell; see the module docstring). Tests switch it off to compare with the generic state.
+COMPACT_TWO_ACTION = True
 #: Cells (or states) are split into this many contiguous chunks per parallel loop.
 N_CHUNKS = 64
 #: Below this many cells H * S the kernels run on one thread: a parallel loop's start and barrier
@@ -127,7 +139,8 @@ def _evaluate_sparse(rewards, nxt, prob, s1, mu_sum, nu_sum, d_mu, d_nu, mu, nu,
     rewards: float64 (H, S, A, B); nxt int32 / prob float64 (H, S, A, B, k); cell arrays (H*S, d).
     The evaluated max-player policy is scale * (mu_sum + d_mu - mu) with ``running`` (the running
     average mid-stage: earlier stages' sum plus this stage's R = D - pol, never materialised),
-    scale * mu_sum otherwise (d_mu, mu unused); the same for nu. Work arrays: v_next, v_cur float64 (S, 3) (columns value, br_max, br_min,
+    scale * mu_sum otherwise (d_mu, mu unused); the same for nu. With the compact two-action state
+    (A = B = 2, cell arrays (H*S, 1)) they hold the first action's entries. Work arrays: v_next, v_cur float64 (S, 3) (columns value, br_max, br_min,
     one cache line per gathered successor), colacc float64 (n_chunks, A + 2 B) (per-chunk scratch).
     Per step h: Q_c(s, a, b) = r_h(s, a, b) + sum_j prob_j V_{h+1}(nxt_j)[c]; rules of
     :mod:`solvers.evaluate`. Cost O(H S A B k), one pass over the game.
@@ -135,6 +148,7 @@ def _evaluate_sparse(rewards, nxt, prob, s1, mu_sum, nu_sum, d_mu, d_nu, mu, nu,
     H, S, A, B = rewards.shape
     k = nxt.shape[4]
     n_chunks = colacc.shape[0]
+    compact = A == 2 and B == 2 and mu_sum.shape[1] == 1
     v_next[:, :] = 0.0
     for h in range(H - 1, -1, -1):
         for c in prange(n_chunks):
@@ -143,10 +157,18 @@ def _evaluate_sparse(rewards, nxt, prob, s1, mu_sum, nu_sum, d_mu, d_nu, mu, nu,
             pnb = colacc[c, B + A:]
             for s in range(c * S // n_chunks, (c + 1) * S // n_chunks):
                 cell = h * S + s
-                for a in range(A):
-                    pma[a] = scale * (mu_sum[cell, a] + d_mu[cell, a] - mu[cell, a]) if running else scale * mu_sum[cell, a]
-                for b in range(B):
-                    pnb[b] = scale * (nu_sum[cell, b] + d_nu[cell, b] - nu[cell, b]) if running else scale * nu_sum[cell, b]
+                if compact:  # the first action's sums; the second's probability is 1 - the first's
+                    pma[0] = scale * (mu_sum[cell, 0] + d_mu[cell, 0] - mu[cell, 0]) if running else scale * mu_sum[cell, 0]
+                    pnb[0] = scale * (nu_sum[cell, 0] + d_nu[cell, 0] - nu[cell, 0]) if running else scale * nu_sum[cell, 0]
+                    pma[1] = 1.0 - pma[0]
+                    pnb[1] = 1.0 - pnb[0]
+                else:
+                    for a in range(A):
+                        pma[a] = (scale * (mu_sum[cell, a] + d_mu[cell, a] - mu[cell, a]) if running
+                                  else scale * mu_sum[cell, a])
+                    for b in range(B):
+                        pnb[b] = (scale * (nu_sum[cell, b] + d_nu[cell, b] - nu[cell, b]) if running
+                                  else scale * nu_sum[cell, b])
                 val = 0.0
                 brmax = -np.inf
                 for b in range(B):
@@ -285,10 +307,9 @@ def _iterate(Q, log_mu0, log_nu0, mu0, nu0, base_mu, base_nu, reset, eta, mu, nu
 
 
 @njit(cache=True)
-def _logistic(x0, x1):
-    """softmax((x0, x1)) with the operations of :func:`_softmax` (bitwise equal: x0 - x1 = -(x1 - x0)
-    exactly), one exp and no data-dependent branch (the larger entry is chosen by selects)."""
-    d = x1 - x0
+def _logistic(d):
+    """softmax((0, d)) = (p_0, p_1) with one exp and no data-dependent branch (the larger entry is
+    chosen by selects); the maximum is subtracted, so any d (also +-inf) is safe."""
     e = np.exp(-abs(d))
     inv = 1.0 / (1.0 + e)
     small = e * inv
@@ -297,9 +318,13 @@ def _logistic(x0, x1):
 
 
 @njit(cache=True, parallel=True)
-def _iterate_2x2(Q, log_mu0, log_nu0, mu0, nu0, base_mu, base_nu, reset, eta, mu, nu, d_mu, d_nu, W, n_chunks, bad):
-    """:func:`_iterate` for A = B = 2 with scalars instead of scratch arrays (the same floating-point
-    operations in the same order, so the iterates are bitwise equal; about 1.5-2x faster per cell)."""
+def _iterate_2x2(Q, log_mu0, log_nu0, mu0, nu0, base_mu, base_nu, reset, eta, d_total, mu, nu, d_mu, d_nu, W,
+                 n_chunks, bad):
+    """:func:`_iterate` for A = B = 2 on the compact two-action state (module docstring): mu, nu, d_mu,
+    d_nu (C, 1) hold the first action's entry; the second is 1 - pol for the policy and
+    ``d_total`` - D_0 for D (D's entries sum to 1 + the stage's iterations so far = ``d_total``).
+    A softmax over two actions depends only on the logit difference x_1 - x_0, so base_mu / base_nu
+    (C, 1) hold that difference. Equal to :func:`_iterate` in exact arithmetic (to rounding in floats)."""
     C = Q.shape[0]
     for c in prange(n_chunks):
         for cell in range(c * C // n_chunks, (c + 1) * C // n_chunks):
@@ -307,35 +332,27 @@ def _iterate_2x2(Q, log_mu0, log_nu0, mu0, nu0, base_mu, base_nu, reset, eta, mu
             q01 = Q[cell, 0, 1]
             q10 = Q[cell, 1, 0]
             q11 = Q[cell, 1, 1]
+            e0 = d_nu[cell, 0]
+            e1 = d_total - e0
+            f0 = d_mu[cell, 0]
+            f1 = d_total - f0
             if reset:
-                e0 = d_nu[cell, 0] + nu0[cell, 0]
-                e1 = d_nu[cell, 1] + nu0[cell, 1]
-                f0 = d_mu[cell, 0] + mu0[cell, 0]
-                f1 = d_mu[cell, 1] + mu0[cell, 1]
-                xa0 = log_mu0[cell, 0] + eta * (0.0 + q00 * e0 + q01 * e1)
-                xa1 = log_mu0[cell, 1] + eta * (0.0 + q10 * e0 + q11 * e1)
-                xb0 = log_nu0[cell, 0] - eta * (0.0 + q00 * f0 + q10 * f1)
-                xb1 = log_nu0[cell, 1] - eta * (0.0 + q01 * f0 + q11 * f1)
+                e0 += nu0[cell, 0]
+                e1 += nu0[cell, 1]
+                f0 += mu0[cell, 0]
+                f1 += mu0[cell, 1]
+                xa = log_mu0[cell, 1] - log_mu0[cell, 0]
+                xb = log_nu0[cell, 1] - log_nu0[cell, 0]
             else:
-                e0 = d_nu[cell, 0]
-                e1 = d_nu[cell, 1]
-                f0 = d_mu[cell, 0]
-                f1 = d_mu[cell, 1]
-                xa0 = base_mu[cell, 0] + eta * (0.0 + q00 * e0 + q01 * e1)
-                xa1 = base_mu[cell, 1] + eta * (0.0 + q10 * e0 + q11 * e1)
-                xb0 = base_nu[cell, 0] - eta * (0.0 + q00 * f0 + q10 * f1)
-                xb1 = base_nu[cell, 1] - eta * (0.0 + q01 * f0 + q11 * f1)
-            pa0, pa1 = _logistic(xa0, xa1)
-            pb0, pb1 = _logistic(xb0, xb1)
+                xa = base_mu[cell, 0]
+                xb = base_nu[cell, 0]
+            pa0, pa1 = _logistic(xa + eta * ((q10 - q00) * e0 + (q11 - q01) * e1))
+            pb0, pb1 = _logistic(xb - eta * ((q01 - q00) * f0 + (q11 - q10) * f1))
             d_mu[cell, 0] += 2.0 * pa0 - mu[cell, 0]
-            d_mu[cell, 1] += 2.0 * pa1 - mu[cell, 1]
             d_nu[cell, 0] += 2.0 * pb0 - nu[cell, 0]
-            d_nu[cell, 1] += 2.0 * pb1 - nu[cell, 1]
             mu[cell, 0] = pa0
-            mu[cell, 1] = pa1
             nu[cell, 0] = pb0
-            nu[cell, 1] = pb1
-            w = 0.0 + pa0 * (0.0 + q00 * pb0 + q01 * pb1) + pa1 * (0.0 + q10 * pb0 + q11 * pb1)
+            w = pa0 * (q00 * pb0 + q01 * pb1) + pa1 * (q10 * pb0 + q11 * pb1)
             W[cell] += w
             if not np.isfinite(w):
                 bad[c] = 1
@@ -370,7 +387,6 @@ def _stage_end(rewards, nxt, prob, Q, W, inv_L, update, reset, eta, mu, nu, d_mu
     mu_dag / nu_dag (C, A) / (C, B): this stage's slices.
     """
     C, A, B = Q.shape
-    k = nxt.shape[3]
     S = num_states
     n_chunks = scratch.shape[0]
     for c in prange(n_chunks):
@@ -398,13 +414,7 @@ def _stage_end(rewards, nxt, prob, Q, W, inv_L, update, reset, eta, mu, nu, d_mu
                 continue
             if not reset:
                 _base_step(Q[cell], base_mu[cell], base_nu[cell], d_mu[cell], d_nu[cell], mu[cell], nu[cell], eta, -2.0)
-            nxt_row = (cell // S + 1) * S  # W of step h + 1 starts here
-            for a in range(A):
-                for b in range(B):
-                    acc = 0.0
-                    for j in range(k):
-                        acc += prob[cell, a, b, j] * W[nxt_row + nxt[cell, a, b, j]]
-                    Q[cell, a, b] = rewards[cell, a, b] + acc * inv_L
+            _value_update(rewards, nxt, prob, Q, W, inv_L, S, cell)
             if not reset:
                 _base_step(Q[cell], base_mu[cell], base_nu[cell], mu[cell], nu[cell], mu[cell], nu[cell], eta, 0.0)
                 m = -np.inf
@@ -421,6 +431,64 @@ def _stage_end(rewards, nxt, prob, Q, W, inv_L, update, reset, eta, mu, nu, d_mu
                     d_mu[cell, a] = mu[cell, a]
                 for b in range(B):
                     d_nu[cell, b] = nu[cell, b]
+
+
+@njit(cache=True)
+def _value_update(rewards, nxt, prob, Q, W, inv_L, S, cell):
+    """Line 9 for one cell: Q(a, b) <- r(a, b) + sum_j prob_j W_{h+1}(nxt_j) / L_tau (W of step h + 1
+    starts at (h + 1) S; W[C:] = 0 is Q_{H+1} = 0)."""
+    A, B, k = nxt.shape[1], nxt.shape[2], nxt.shape[3]
+    nxt_row = (cell // S + 1) * S
+    for a in range(A):
+        for b in range(B):
+            acc = 0.0
+            for j in range(k):
+                acc += prob[cell, a, b, j] * W[nxt_row + nxt[cell, a, b, j]]
+            Q[cell, a, b] = rewards[cell, a, b] + acc * inv_L
+
+
+@njit(cache=True, parallel=True)
+def _stage_end_2x2(rewards, nxt, prob, Q, W, L, update, reset, eta, mu, nu, d_mu, d_nu, mu_sum, nu_sum, base_mu,
+                   base_nu, store, mu_dag, nu_dag, tie_first, tie_rtol, scratch, num_states):
+    """:func:`_stage_end` on the compact two-action state of :func:`_iterate_2x2` (mu_sum / nu_sum
+    (C, 1): sums of the first action's entry). At the stage end D's entries sum to 1 + L, so the
+    stage's R = D - pol has entries R_0 = D_0 - pol_0 and R_1 = L - R_0; without the reset the base
+    (a logit difference) takes the same steps as in :func:`_stage_end` and needs no shift."""
+    C = Q.shape[0]
+    S = num_states
+    n_chunks = scratch.shape[0]
+    for c in prange(n_chunks):
+        ga = scratch[c, :2]
+        gb = scratch[c, 2:4]
+        for cell in range(c * C // n_chunks, (c + 1) * C // n_chunks):
+            m = mu[cell, 0]
+            n = nu[cell, 0]
+            rm0 = d_mu[cell, 0] - m
+            rn0 = d_nu[cell, 0] - n
+            rm1 = L - rm0
+            rn1 = L - rn0
+            mu_sum[cell, 0] += rm0
+            nu_sum[cell, 0] += rn0
+            if store:
+                ga[0] = Q[cell, 0, 0] * rn0 + Q[cell, 0, 1] * rn1
+                ga[1] = Q[cell, 1, 0] * rn0 + Q[cell, 1, 1] * rn1
+                gb[0] = -(Q[cell, 0, 0] * rm0 + Q[cell, 1, 0] * rm1)
+                gb[1] = -(Q[cell, 0, 1] * rm0 + Q[cell, 1, 1] * rm1)
+                _best_in_hindsight(ga, mu_dag[cell], tie_first, tie_rtol)
+                _best_in_hindsight(gb, nu_dag[cell], tie_first, tie_rtol)
+            if not update:
+                continue
+            if not reset:  # base <- base + eta Q^tau (D - 2 pol) = base + eta Q^tau (R - pol), as logit differences
+                base_mu[cell, 0] += eta * ((Q[cell, 1, 0] - Q[cell, 0, 0]) * (rn0 - n)
+                                           + (Q[cell, 1, 1] - Q[cell, 0, 1]) * (rn1 - (1.0 - n)))
+                base_nu[cell, 0] -= eta * ((Q[cell, 0, 1] - Q[cell, 0, 0]) * (rm0 - m)
+                                           + (Q[cell, 1, 1] - Q[cell, 1, 0]) * (rm1 - (1.0 - m)))
+            _value_update(rewards, nxt, prob, Q, W, 1.0 / L, S, cell)
+            if not reset:  # + eta Q^{tau+1} pol; D <- pol
+                base_mu[cell, 0] += eta * ((Q[cell, 1, 0] - Q[cell, 0, 0]) * n + (Q[cell, 1, 1] - Q[cell, 0, 1]) * (1.0 - n))
+                base_nu[cell, 0] -= eta * ((Q[cell, 0, 1] - Q[cell, 0, 0]) * m + (Q[cell, 1, 1] - Q[cell, 1, 0]) * (1.0 - m))
+                d_mu[cell, 0] = m
+                d_nu[cell, 0] = n
 
 
 @njit(cache=True)
@@ -450,10 +518,12 @@ def algorithm1_sparse_kernel(
     (n_stages, H*S, A) and log_nu0 / nu0 (n_stages, H*S, B): the initial policies per stage (log and
     linear, normalised; broadcast views allowed); stage_len int64 (n_stages,); eval_its int64
     (n_eval,) ascending 1-based. Outputs: curve (n_eval, 3) = (value, br_max, br_min) of the running
-    average; mu_sum (H, S, A), nu_sum (H, S, B); mu_dag (n_stages, H*S, A), nu_dag (n_stages, H*S, B)
-    when ``store`` (else unused, may be empty). Memory besides the game and outputs: Q (H, S, A, B),
-    mu, D_mu (H S A), nu, D_nu (H S B), W ((H+1) S), base arrays only without the stage reset, and
-    two (S, 3) evaluation buffers. Returns 0, or the iteration at which a non-finite value appeared.
+    average; mu_sum (H, S, A), nu_sum (H, S, B), or (H, S, 1) each for the compact two-action state
+    (A = B = 2: the sums of the first action's entry, see :func:`_iterate_2x2`); mu_dag (n_stages, H*S,
+    A), nu_dag (n_stages, H*S, B) when ``store`` (else unused, may be empty). Memory besides the game
+    and outputs: Q (H, S, A, B), mu, D_mu (H S A), nu, D_nu (H S B) (H S each when compact), W
+    ((H+1) S), base arrays only without the stage reset, and two (S, 3) evaluation buffers. Returns
+    0, or the iteration at which a non-finite value appeared.
     """
     H, S, A, B = rewards.shape
     C = H * S
@@ -463,17 +533,20 @@ def algorithm1_sparse_kernel(
     r2 = rewards.reshape(C, A, B)
     nxt2 = nxt.reshape(C, A, B, k)
     prob2 = prob.reshape(C, A, B, k)
-    ms = mu_sum.reshape(C, A)
-    ns = nu_sum.reshape(C, B)
+    compact = A == 2 and B == 2 and mu_sum.shape[2] == 1
+    wa = mu_sum.shape[2]
+    wb = nu_sum.shape[2]
+    ms = mu_sum.reshape(C, wa)
+    ns = nu_sum.reshape(C, wb)
     Q = np.zeros((C, A, B))
-    mu = np.empty((C, A))
-    nu = np.empty((C, B))
-    d_mu = np.empty((C, A))
-    d_nu = np.empty((C, B))
+    mu = np.empty((C, wa))
+    nu = np.empty((C, wb))
+    d_mu = np.empty((C, wa))
+    d_nu = np.empty((C, wb))
     W = np.zeros(C + S)
     nb = 0 if stage_reset else C
-    base_mu = np.empty((nb, A))
-    base_nu = np.empty((nb, B))
+    base_mu = np.empty((nb, wa))
+    base_nu = np.empty((nb, wb))
     scratch = np.empty((n_chunks, 2 * (A + B)))
     bad = np.zeros(n_chunks, dtype=np.int64)
     v_next = np.empty((S, 3))
@@ -483,7 +556,10 @@ def algorithm1_sparse_kernel(
     out = np.empty(3)
     mu_sum[:] = 0.0
     nu_sum[:] = 0.0
-    if not stage_reset:
+    if not stage_reset and compact:
+        base_mu[:, 0] = log_mu0[0][:, 1] - log_mu0[0][:, 0]
+        base_nu[:, 0] = log_nu0[0][:, 1] - log_nu0[0][:, 0]
+    elif not stage_reset:
         base_mu[:, :] = log_mu0[0]
         base_nu[:, :] = log_nu0[0]
     t = 0
@@ -493,11 +569,11 @@ def algorithm1_sparse_kernel(
             _stage_start(mu0[tau], nu0[tau], mu, nu, d_mu, d_nu, W, n_chunks)
         else:
             W[:C] = 0.0
-        for _ in range(stage_len[tau]):
+        for i in range(stage_len[tau]):
             t += 1
-            if A == 2 and B == 2:
+            if compact:
                 _iterate_2x2(Q, log_mu0[tau], log_nu0[tau], mu0[tau], nu0[tau], base_mu, base_nu, stage_reset, eta,
-                             mu, nu, d_mu, d_nu, W, n_chunks, bad)
+                             1.0 + i, mu, nu, d_mu, d_nu, W, n_chunks, bad)
             else:
                 _iterate(Q, log_mu0[tau], log_nu0[tau], mu0[tau], nu0[tau], base_mu, base_nu, stage_reset, eta,
                          mu, nu, d_mu, d_nu, W, scratch, bad)
@@ -511,7 +587,12 @@ def algorithm1_sparse_kernel(
                 curve[e, 1] = out[1]
                 curve[e, 2] = out[2]
                 e += 1
-        _stage_end(r2, nxt2, prob2, Q, W, 1.0 / stage_len[tau], tau + 1 < n_stages, stage_reset, eta,
-                   mu, nu, d_mu, d_nu, ms, ns, base_mu, base_nu, store, mu_dag[tau if store else 0],
-                   nu_dag[tau if store else 0], tie_first, tie_rtol, scratch, S)
+        update = tau + 1 < n_stages
+        dag = tau if store else 0
+        if compact:
+            _stage_end_2x2(r2, nxt2, prob2, Q, W, float(stage_len[tau]), update, stage_reset, eta, mu, nu, d_mu, d_nu,
+                           ms, ns, base_mu, base_nu, store, mu_dag[dag], nu_dag[dag], tie_first, tie_rtol, scratch, S)
+        else:
+            _stage_end(r2, nxt2, prob2, Q, W, 1.0 / stage_len[tau], update, stage_reset, eta, mu, nu, d_mu, d_nu,
+                       ms, ns, base_mu, base_nu, store, mu_dag[dag], nu_dag[dag], tie_first, tie_rtol, scratch, S)
     return 0

@@ -330,23 +330,31 @@ def test_sweep_of_a_sparse_family_end_to_end(tmp_path):
     assert (summary["trials"], summary["finished"], summary["failed"]) == (2, 2, 0)
 
 
-@pytest.mark.parametrize("reset", [True, False])
-def test_two_action_fast_path_is_bitwise_the_generic_step(reset):
-    rng = np.random.default_rng(0)
-    C, S = 300, 60
-    Q = rng.random((C, 2, 2)) * 3
-    log0 = np.log(rng.dirichlet([1, 1], size=C))
-    pol0 = np.exp(log0)
-    base = rng.random((C, 2))
-    state = [rng.dirichlet([1, 1], size=C), rng.dirichlet([1, 1], size=C), rng.random((C, 2)) * 3, rng.random((C, 2)) * 2,
-             np.zeros(C + S)]
-    one, two = [x.copy() for x in state], [x.copy() for x in state]
-    bad = np.zeros(8, dtype=np.int64)
-    sparse._iterate(Q, log0, log0, pol0, pol0, base, base, reset, 0.7, *one, np.empty((8, 8)), bad)
-    sparse._iterate_2x2(Q, log0, log0, pol0, pol0, base, base, reset, 0.7, *two, 8, bad)
-    for a, b in zip(one, two):
-        np.testing.assert_array_equal(a, b)
-    assert not bad.any()
+@pytest.mark.parametrize("stage_reset", [True, False])
+def test_compact_two_action_state_equals_the_generic_state(stage_reset, monkeypatch):
+    """A = B = 2 runs on one float per player and cell for policy, D and output sum (sparse.py); the
+    generic (H, S, 2) state is the reference: same curves and averages to 1e-12, same best fixed
+    policies in hindsight, with per-stage meta-initialisations holding a zero probability (a -inf
+    logit), an evaluation schedule, and the parallel loops on all threads."""
+    g = _sparse_game(S=40, k=3, seed=11, H=4, actions=(2, 2))
+    first = solve(g, 90, 0.3)
+    mu0 = meta_initialization([first.mu_dagger], 0.2)
+    nu0 = meta_initialization([first.nu_dagger], 0.2)
+    mu0[0, 0, 0] = (1.0, 0.0)  # log 0 = -inf in the first stage's initial policy
+    nu0[1, 1, 2] = (0.0, 1.0)
+    kw = dict(stage_reset=stage_reset, mu_init=mu0, nu_init=nu0, eval_every=3)
+    compact = solve(g, 90, 0.3, **kw)
+    monkeypatch.setattr(sparse, "PARALLEL_MIN_CELLS", 0)
+    threads = solve(g, 90, 0.3, **kw)
+    monkeypatch.setattr(sparse, "COMPACT_TWO_ACTION", False)
+    generic = solve(g, 90, 0.3, **kw)
+    for name in ("gap", "value", "best_response_value_max", "best_response_value_min", "mu_bar", "nu_bar"):
+        np.testing.assert_allclose(getattr(compact, name), getattr(generic, name), rtol=0, atol=TOL, err_msg=name)
+        np.testing.assert_array_equal(getattr(threads, name), getattr(compact, name), err_msg=name)
+    np.testing.assert_array_equal(compact.mu_dagger, generic.mu_dagger)
+    np.testing.assert_array_equal(compact.nu_dagger, generic.nu_dagger)
+    assert compact.mu_bar.shape == (4, 40, 2)
+    np.testing.assert_allclose(compact.mu_bar.sum(-1), 1.0, rtol=0, atol=1e-15)
 
 
 @pytest.mark.parametrize("family", ["random-sparse", "poker-standin"])

@@ -2,7 +2,7 @@
 
     PYTHONPATH=. .venv/bin/python benchmarks/bench_sweep.py [--trials N | --quick] [--out FILE.json]
         [--backends sqlite,postgres] [--tracking overlap,serial] [--reps R] [--serial-reps R] [--replay N]
-        [--wait-idle S] [--keep]
+        [--wait-idle S] [--keep] [--iterations T[,T...]] [--ray local,head]
 
 Results and their reading: docs/benchmarks.md ("Sweep service: Ray Tune + MLflow vs a serial loop").
 A full run with ``--reps 3 --wait-idle 20`` takes about 6.5 minutes on 2 cores; ``--quick`` about 45 s.
@@ -51,6 +51,20 @@ gap every iteration), seeds 0..N-1.
    - CPU seconds used during the sweep by the driver (metasweep), Ray system processes, Ray workers,
      the MLflow server and PostgreSQL (sampled from /proc every 0.5 s), vs the serial CPU time;
    - all N child runs FINISHED (and the parent).
+
+   ``--iterations T1,T2,...`` (default 1000 = F.1): the trials' iteration count T (spec ``T``; the serial
+   loop runs the same configs). Each T has its own serial baseline (a loop at the start and one before
+   every sweep of that T); a sweep's efficiency uses its T's median loop. Longer trials amortise the
+   fixed costs (start-up, shutdown) and the per-trial tracking, whose history size does not grow with T
+   (``metric_history_points``; the full-resolution Parquet artifact does).
+
+   ``--ray local,head`` (default local): ``local`` = ``metasweep run`` starts an embedded Ray in its process
+   and shuts it down at its exit (the default local mode); ``head`` = the sweeps join an already running
+   local Ray head with 2 CPUs (``metasweep run ... --address 127.0.0.1:PORT``), as on a cluster whose head
+   is up: Ray's start and shutdown are not part of the command. The head is started once, before the
+   first sweep, with the project's ``cluster/harness.py up --workers 0 --head-cpus 2 --no-tracking`` in
+   the work folder (its start-up time is reported separately) and stopped at the end with ``harness.py
+   down`` (by PID). Its processes' CPU counts as "Ray system" / "Ray workers" of the sweeps.
 3. ``--tracking overlap,serial`` (default both): each repetition runs one sweep per tracking mode,
    one after the other on the same store type, with the spec's ``tracking: {overlap: true|false}``
    (overlapped: what the default ``auto`` picks for a server store; serial: every trial uploads before
@@ -107,6 +121,11 @@ if ROOT not in sys.path:
 from benchmarks._common import cpu_model, dirty, git  # noqa: E402
 
 CPUS = 2
+#: The F.1 configuration's T (``--iterations`` default).
+DEFAULT_T = 1000
+HARNESS = os.path.join(ROOT, "cluster", "harness.py")
+#: ProcWatch category root of a Ray head started before the sweeps (``--ray head``).
+HEAD_CAT = "ray head"
 MLFLOW_SERVER = os.path.join(ROOT, "cluster", "mlflow_server.py")
 POSTGRES = os.path.join(ROOT, "cluster", "postgres.py")
 METASWEEP = os.path.join(os.path.dirname(sys.executable), "metasweep")
@@ -125,7 +144,7 @@ search_space:
   K: 10
   H: 10
   sigma: 0.1
-  T: 1000
+  T: {T}
   seed: {{grid: [{seeds}]}}
   stage_reset: true
 resources:
@@ -211,6 +230,8 @@ class ProcWatch:
     def _category(self, pid: int, cmd: str, root_cat: str | None) -> str:
         if pid == self.me:
             return "bench"
+        if root_cat == HEAD_CAT:  # a Ray head started before the sweeps: classified, but never a leftover
+            return self._category(pid, cmd, None) + "@head" if pid != self.driver_pid else "driver"
         if root_cat:
             return root_cat
         if pid == self.driver_pid:
@@ -470,6 +491,47 @@ class Services:
         return out
 
 
+class RayHead:
+    """A local Ray head with ``CPUS`` CPUs (``--ray head``): ``cluster/harness.py up --workers 0 --head-cpus 2
+    --no-tracking`` in the work folder, stopped by ``harness.py down`` (by PID) in ``close``."""
+
+    def __init__(self, workdir: str, watch: ProcWatch):
+        self.state_dir = os.path.join(workdir, "head")  # short: Ray's socket paths (harness links longer ones)
+        self.watch = watch
+        self.info = None
+
+    def start(self) -> str:
+        t0 = time.perf_counter()
+        try:
+            info = _script(HARNESS, "up", "--state-dir", self.state_dir, "--workers", 0, "--head-cpus", CPUS,
+                           "--no-tracking", "--timeout", 120)
+        except BaseException:
+            self.close()
+            raise
+        node = info["nodes"][0]
+        self.watch.service_roots[node["pid"]] = HEAD_CAT
+        self.info = {"start_s": time.perf_counter() - t0, "address": info["address"], "pid": node["pid"],
+                     "harness_up_s": info.get("up_s")}
+        self.watch.sample()
+        _log(f"  Ray head (cluster/harness.py up --workers 0 --head-cpus {CPUS} --no-tracking) up in "
+             f"{self.info['start_s']:.1f} s: {info['address']} (pid {node['pid']})")
+        return info["address"]
+
+    def close(self) -> dict | None:
+        if not os.path.exists(os.path.join(self.state_dir, "cluster.json")):
+            return None
+        try:
+            out = _script(HARNESS, "down", "--state-dir", self.state_dir)
+        except Exception as exc:  # keep going: the watch stops what is left by PID
+            out = {"error": str(exc)}
+        self.watch.stop_leftovers(cats=tuple(c + "@head" for c in ("ray workers", "ray system", "helpers")))
+        for pid, cat in list(self.watch.service_roots.items()):
+            if cat == HEAD_CAT:
+                self.watch.service_roots.pop(pid, None)
+        self.info = None
+        return out
+
+
 # ----------------------------------------------------------------------------- serial baseline
 
 
@@ -560,16 +622,20 @@ def _kill_sweep(proc: subprocess.Popen, watch: ProcWatch) -> list:
     return watch.stop_leftovers()
 
 
-def run_sweep(label: str, spec_path: str, uri: str, workdir: str, n: int, watch: ProcWatch, timeout: float) -> dict:
+def run_sweep(label: str, spec_path: str, uri: str, workdir: str, n: int, watch: ProcWatch, timeout: float,
+              address: str | None = None, ray_tmp_name: str | None = None) -> dict:
+    """One timed ``metasweep run``: an embedded Ray (``address`` None), or joining the Ray head at ``address``."""
     cwd = os.path.join(workdir, f"sweep-{label}")
     os.makedirs(cwd, exist_ok=True)
-    ray_tmp = os.path.join(workdir, f"r-{label}")  # short: Ray's socket paths must stay < 108 bytes
+    # short: Ray's socket paths must stay < 108 bytes
+    ray_tmp = os.path.join(workdir, ray_tmp_name or f"r-{label}")
     os.makedirs(ray_tmp, exist_ok=True)
     env = dict(os.environ, RAY_TMPDIR=ray_tmp, MLFLOW_DISABLE_TELEMETRY="true")
     env.setdefault("RAY_AUTH_MODE", "disabled")
     env.pop("MLFLOW_TRACKING_URI", None)
     env.pop("RAY_ADDRESS", None)
-    cmd = [METASWEEP, "run", spec_path, "--num-cpus", str(CPUS), "--tracking-uri", uri]
+    cmd = [METASWEEP, "run", spec_path, "--tracking-uri", uri]
+    cmd += ["--address", address] if address else ["--num-cpus", str(CPUS)]
     out_path, err_path = os.path.join(cwd, "stdout.txt"), os.path.join(cwd, "stderr.txt")
     watch.begin(f"sweep-{label}")
     t_launch = time.time()
@@ -599,6 +665,7 @@ def run_sweep(label: str, spec_path: str, uri: str, workdir: str, n: int, watch:
         raise BenchError(f"metasweep run exited {rc}; stderr tail:\n{tail}")
     summary = json.loads(lines[-1])
     return {"label": label, "command": cmd, "cwd": cwd, "uri": uri, "rc": rc, "wall_s": wall, "t_launch": t_launch,
+            "address": address,
             "t_exit": t_exit, "ray_session_t": _ray_session_time(ray_tmp), "summary": summary, "load": load,
             "leftover_processes_killed": leftovers}
 
@@ -674,19 +741,25 @@ def analyse_sweep(run: dict, query_uri: str, n: int, serial_s: float) -> dict:
     capacity = CPUS * fit
     accounted = sum_trial + sum_wait + sum_rest + gaps + pre + post
     exp_t = exp.creation_time / 1e3 if exp.creation_time else None
+    head = run.get("address") is not None
     timeline = {
         "process start + imports + MLflow store check": (run["ray_session_t"] or p_start) - run["t_launch"],
         "Ray start": exp_t - run["ray_session_t"] if run["ray_session_t"] and exp_t else None,
+    } if not head else {
+        "process start + imports + MLflow store check + Ray connect": (exp_t or p_start) - run["t_launch"],
+    }
+    timeline |= {
         "experiment + parent run": p_start - exp_t if exp_t else None,
         "Tune start to first trial start": first_begin - p_start,
         "trials (first start to last end)": last_end - first_begin,
         "Tune end + summary (last end to parent end)": p_end - last_end,
-        "Ray shutdown + exit": run["t_exit"] - p_end,
+        ("Ray shutdown + exit" if not head else "Ray disconnect + exit"): run["t_exit"] - p_end,
     }
     load = run["load"]
     cats = load["cpu_by_category_s"]
     res = {
         "label": run["label"], "uri": run["uri"], "trials": n, "wall_s": run["wall_s"], "fit_s": fit,
+        "iterations": run.get("iterations"), "ray": "head" if head else "local", "address": run.get("address"),
         "trial_span_s": last_end - first_begin, "timeline_s": timeline,
         "trials_per_s_wall": n / run["wall_s"], "trials_per_s_fit": n / fit,
         "efficiency_wall": serial_s / (CPUS * run["wall_s"]), "efficiency_fit": serial_s / (CPUS * fit),
@@ -713,10 +786,12 @@ def analyse_sweep(run: dict, query_uri: str, n: int, serial_s: float) -> dict:
                           "a new worker's imports)": sum_rest,
                           "between trials (Tune)": gaps, "before first trial": pre, "after last trial": post,
                           "unaccounted (2 x fit - the rest)": capacity - accounted},
-        "cpu_s": {"driver (metasweep)": cats.get("driver", 0.0), "Ray system": cats.get("ray system", 0.0),
-                  "Ray workers": cats.get("ray workers", 0.0), "MLflow server": cats.get("mlflow server", 0.0),
+        "cpu_s": {"driver (metasweep)": cats.get("driver", 0.0),
+                  "Ray system": cats.get("ray system", 0.0) + cats.get("ray system@head", 0.0),
+                  "Ray workers": cats.get("ray workers", 0.0) + cats.get("ray workers@head", 0.0),
+                  "MLflow server": cats.get("mlflow server", 0.0),
                   "PostgreSQL": cats.get("postgres", 0.0), "benchmark + helpers": cats.get("bench", 0.0) +
-                  cats.get("helpers", 0.0) + cats.get(None, 0.0)},
+                  cats.get("helpers", 0.0) + cats.get("helpers@head", 0.0) + cats.get(None, 0.0)},
         "load": load, "leftover_processes_killed": run["leftover_processes_killed"],
         "per_trial": rows,
     }
@@ -811,10 +886,22 @@ def _med(rs, key):
     return statistics.median(xs) if xs else float("nan")
 
 
+def _sweep_key(backend: str, mode: str, T: int, ray: str, iterations: list) -> str:
+    """"sqlite/serial" (the default T and the embedded Ray, as before ``--iterations`` / ``--ray``), else
+    "sqlite/serial/T=10000/head"."""
+    if iterations == [DEFAULT_T] and ray == "local":
+        return f"{backend}/{mode}"
+    return f"{backend}/{mode}/T={T}/{ray}"
+
+
 def _sweep_name(key: str) -> str:
-    """"sqlite/overlap" -> "SQLite file (...), overlapped tracking"."""
-    backend, _, mode = key.partition("/")
-    return STORE_NAMES.get(backend, backend) + (f", {mode} tracking" if mode else "")
+    """"sqlite/overlap" -> "SQLite file (...), overlapped tracking"; "sqlite/serial/T=10000/head" ->
+    "SQLite file (...), serial tracking, T=10000, Ray head running"."""
+    backend, _, rest = key.partition("/")
+    mode, _, rest = rest.partition("/")
+    T, _, ray = rest.partition("/")
+    return (STORE_NAMES.get(backend, backend) + (f", {mode} tracking" if mode else "") + (f", {T}" if T else "")
+            + {"head": ", Ray head running", "local": ", embedded Ray", "": ""}.get(ray, f", {ray}"))
 
 
 def _ms(x) -> str:
@@ -824,11 +911,16 @@ def _ms(x) -> str:
 def print_report(res: dict) -> None:
     ser = res["serial"]
     n = res["trials"]
-    _log(f"\n=== Sweep service vs serial loop: {n} trials (F.1: K=10, H=10, T=1000, individual+meta), {CPUS} CPUs ===")
-    _log(f"serial baseline: {ser['median_loop_s']:.2f} s (median of {ser['reps']} loops: "
-         f"{', '.join(f'{x:.2f}' for x in ser['loop_s'])}); per trial median {ser['per_trial_median_s'] * 1e3:.1f} ms "
-         f"(kernels {ser['kernel_median_s'] * 1e3:.1f} ms); other load "
-         + ", ".join(f"{100 * x['other_share']:.1f}%" for x in ser["other_load"]))
+    its = res.get("iterations") or [DEFAULT_T]
+    by_T = res.get("serial_by_T") or {its[0]: ser}
+    _log(f"\n=== Sweep service vs serial loop: {n} trials (F.1: K=10, H=10, T={','.join(map(str, its))}, "
+         f"individual+meta), {CPUS} CPUs ===")
+    for T, st in by_T.items():
+        _log(f"serial baseline{f' T={T}' if len(by_T) > 1 or T != DEFAULT_T else ''}: {st['median_loop_s']:.2f} s "
+             f"(median of {st['reps']} loops: "
+             f"{', '.join(f'{x:.2f}' for x in st['loop_s'])}); per trial median {st['per_trial_median_s'] * 1e3:.1f} ms "
+             f"(kernels {st['kernel_median_s'] * 1e3:.1f} ms); other load "
+             + ", ".join(f"{100 * x['other_share']:.1f}%" for x in st["other_load"]))
     _log("")
     _log("| store, tracking | reps | command wall (s) | Tune fit = parent run span (s) | trial span (s) | trials/s (wall) | "
          "efficiency (wall) | efficiency (fit) | tracking per trial, median (ms) | tracking sum (s) | "
@@ -846,6 +938,24 @@ def print_report(res: dict) -> None:
              f"{100 * _med(rs, 'tracking_share_of_fit'):.1f}% | {_ms(_med(rs, 'mlflow_other_median_s'))} | "
              f"{_ms(_med(rs, 'wait_median_s'))} | {100 * _med(rs, 'wait_share_of_fit'):.1f}% | {fin} | "
              + ", ".join(f"{100 * x['load']['other_share']:.1f}%" for x in rs) + " |")
+    if len(its) > 1 or len(res.get("ray") or ["local"]) > 1 or its != [DEFAULT_T]:
+        _log("\nAgainst the goals (medians over the repetitions; efficiency = serial / (2 x time); tracking share = "
+             "sum over trials / (2 x fit)):")
+        _log("| T | Ray | store, tracking | serial (s) | command wall (s) | Tune fit (s) | efficiency (wall) | "
+             "efficiency (fit) | time/tracking_s / (2 x fit) | tracking waited for / (2 x fit) | "
+             "all MLflow in trials / (2 x fit) | other load |")
+        _log("|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for label, rs in res["sweeps"].items():
+            if not rs:
+                continue
+            T = rs[0].get("iterations") or its[0]
+            mlf = _med(rs, "mlflow_total_share_of_fit")
+            _log(f"| {T} | {rs[0].get('ray', 'local')} | {_sweep_name(label.split('/T=')[0])} | "
+                 f"{by_T[T]['median_loop_s']:.2f} | {_med(rs, 'wall_s'):.2f} | {_med(rs, 'fit_s'):.2f} | "
+                 f"{_med(rs, 'efficiency_wall'):.2f} | {_med(rs, 'efficiency_fit'):.2f} | "
+                 f"{100 * _med(rs, 'tracking_share_of_fit'):.1f}% | {100 * _med(rs, 'wait_share_of_fit'):.1f}% | "
+                 + ("-" if mlf != mlf else f"{100 * mlf:.1f}%") + " | "
+                 + ", ".join(f"{100 * x['load']['other_share']:.1f}%" for x in rs) + " |")
     for label, rs in res["sweeps"].items():
         if not rs:
             continue
@@ -856,16 +966,17 @@ def print_report(res: dict) -> None:
         cap = CPUS * r["fit_s"]
         _log(f"  the {r['workers']} workers' time ({CPUS} x fit = {cap:.2f} s): " + " | ".join(
             f"{k} {v:.2f} s ({100 * v / cap:.0f}%)" for k, v in r["worker_time_s"].items()))
+        st = by_T.get(r.get("iterations") or its[0], ser)
         _log(f"  per trial, medians over trials after each worker's first: compute {r['trial_compute_median_s'] * 1e3:.0f} ms "
-             f"(serial {ser['per_trial_median_s'] * 1e3:.0f} ms; kernels {r['kernel_median_s'] * 1e3:.0f} ms vs "
-             f"{ser['kernel_median_s'] * 1e3:.0f} ms) | log_trial {r['tracking_median_s'] * 1e3:.0f} ms | other MLflow "
+             f"(serial {st['per_trial_median_s'] * 1e3:.0f} ms; kernels {r['kernel_median_s'] * 1e3:.0f} ms vs "
+             f"{st['kernel_median_s'] * 1e3:.0f} ms) | log_trial {r['tracking_median_s'] * 1e3:.0f} ms | other MLflow "
              f"{_ms(r['mlflow_other_median_s'])} ms | tracking waited for {_ms(r['wait_median_s'])} ms | rest of the "
              f"trial function {_ms(r['rest_median_s'])} ms | Tune time_total {r['time_total_median_s'] * 1e3:.0f} ms")
         _log(f"  the last upload ended {r['last_upload_after_last_report_s']:.2f} s after the last trial's report")
         _log("  first trial per worker: " + "; ".join(
             f"time_total {f['time_total_s']:.2f} s (compute {f['trial_s']:.2f}, tracking waited for {f['wait_s']:.2f}, "
             f"rest {f['rest_s']:.2f}; log_trial {f['tracking_s']:.2f})" for f in r["first_trial_per_worker"]))
-        serial_cpu = ser["median_loop_s"]
+        serial_cpu = st["median_loop_s"]
         tot = sum(r["cpu_s"].values())
         _log(f"  CPU seconds during the command (sampled; serial loop ~{serial_cpu:.1f}): " + " | ".join(
             f"{k} {v:.1f}" for k, v in r["cpu_s"].items()) + f" | total {tot:.1f} ({tot / n * 1e3:.0f} ms per trial)")
@@ -911,6 +1022,11 @@ def main(argv=None):
     ap.add_argument("--sweep-timeout", type=float, default=1800.0, help="seconds before a sweep is stopped (default 1800)")
     ap.add_argument("--keep", action="store_true", help="keep the temporary folder (stores, logs, Tune state)")
     ap.add_argument("--out", help="write all measurements to this JSON file")
+    ap.add_argument("--iterations", default=str(DEFAULT_T),
+                    help=f"comma list of the trials' iteration counts T (default {DEFAULT_T} = F.1); each T gets its "
+                    "own serial baseline, its sweeps run side by side with the others' in every repetition")
+    ap.add_argument("--ray", default="local", help="comma list of local (metasweep starts an embedded Ray, default) "
+                    "and head (the sweeps join a local Ray head with 2 CPUs started before them by cluster/harness.py)")
     args = ap.parse_args(argv)
     n = 10 if args.quick else args.trials
     if n < 2:
@@ -925,6 +1041,15 @@ def main(argv=None):
     for m in modes:
         if m not in ("overlap", "serial"):
             ap.error(f"unknown tracking mode {m!r} (overlap, serial)")
+    try:
+        iterations = [int(t) for t in args.iterations.split(",") if t.strip()]
+    except ValueError:
+        ap.error(f"--iterations: expected a comma list of integers, got {args.iterations!r}")
+    if not iterations or min(iterations) < 1 or len(set(iterations)) != len(iterations):
+        ap.error(f"--iterations: expected distinct integers >= 1, got {args.iterations!r}")
+    rays = [r.strip() for r in args.ray.split(",") if r.strip()]
+    if not rays or any(r not in ("local", "head") for r in rays) or len(set(rays)) != len(rays):
+        ap.error(f"--ray: expected a comma list of local, head; got {args.ray!r}")
     if "postgres" in backends:
         try:
             import psycopg  # noqa: F401
@@ -947,6 +1072,7 @@ def main(argv=None):
     os.chmod(workdir, 0o755)
     watch = ProcWatch()
     services = Services(workdir, watch)
+    head = RayHead(workdir, watch)
     machine = _machine()
     _log(f"machine: {machine.get('cpu', '?')}, {NCPU} CPUs; python {machine['python']}, numpy {machine['numpy']}, "
          f"numba {machine['numba']}, ray {machine['ray']}, mlflow {machine['mlflow']}, sqlalchemy {machine['sqlalchemy']}, "
@@ -956,8 +1082,10 @@ def main(argv=None):
          f"{code['service_diff_sha1']} {code['service_diff_files']}")
     _log(f"work folder: {workdir}")
     res = {"machine": machine, "trials": n, "quick": args.quick, "cpus": CPUS, "backends": backends,
-           "reps": args.reps, "tracking": modes, "serial": None, "sweeps": {f"{b}/{m}": [] for b in backends for m in modes},
-           "replay": {}, "services": {},
+           "reps": args.reps, "tracking": modes, "iterations": iterations, "ray": rays, "serial": None,
+           "sweeps": {_sweep_key(b, m, t, r, iterations): [] for b in backends for t in iterations for r in rays
+                      for m in modes},
+           "serial_by_T": {}, "replay": {}, "services": {},
            "idle_waits": []}
 
     def wait():
@@ -968,39 +1096,55 @@ def main(argv=None):
     ok = False
     try:
         seeds = list(range(n))
-        spec_text_for = lambda exp, overlap="true": SPEC_TEMPLATE.format(  # noqa: E731
-            n=n, experiment=exp, seeds=", ".join(map(str, seeds)), overlap=overlap)
-        spec, settings, configs = _settings_and_configs(spec_text_for("bench-sweep"), n)
-        res["metric_history_points"] = spec.metric_history_points
-        _log(f"spec: F.1, {n} seeds, metric_history_points {spec.metric_history_points} (the service's default)")
-
-        # -- warm-up: compile or load the kernels (fills the on-disk cache the Ray workers load)
+        spec_text_for = lambda exp, overlap="true", T=iterations[0]: SPEC_TEMPLATE.format(  # noqa: E731
+            n=n, experiment=exp, seeds=", ".join(map(str, seeds)), overlap=overlap, T=T)
+        serials = {}
         from sweeps.trial import run_trial
 
-        t0 = time.perf_counter()
-        run_trial(configs[0], settings)
-        res["warmup_s"] = time.perf_counter() - t0
-        _log(f"warm-up trial (Numba cache): {res['warmup_s']:.2f} s")
+        for T in iterations:
+            spec, settings, configs = _settings_and_configs(spec_text_for("bench-sweep", T=T), n)
+            if T == iterations[0]:
+                first_spec = spec
+                res["metric_history_points"] = spec.metric_history_points
+                _log(f"spec: F.1, {n} seeds, metric_history_points {spec.metric_history_points} (the service's default)")
+            # -- warm-up: compile or load the kernels (fills the on-disk cache the Ray workers load)
+            t0 = time.perf_counter()
+            run_trial(configs[0], settings)
+            res.setdefault("warmup_s", time.perf_counter() - t0)
+            _log(f"warm-up trial T={T} (Numba cache): {time.perf_counter() - t0:.2f} s")
+            serials[T] = Serial(settings, configs, replay_n if T == iterations[0] else 0, watch)
+        spec = first_spec
 
         # -- serial baseline
-        _log(f"\nserial baseline: {n} trials in this process, {serial_reps} loop(s) now and one before every sweep")
-        serial = Serial(settings, configs, replay_n, watch)
-        for _ in range(serial_reps):
-            wait()
-            serial.loop("start")
+        for T in iterations:
+            _log(f"\nserial baseline T={T}: {n} trials in this process, {serial_reps} loop(s) now and one before every "
+                 "sweep of this T")
+            for _ in range(serial_reps):
+                wait()
+                serials[T].loop("start")
+        serial = serials[iterations[0]]
         kept = serial.kept
+        address = None
+        if "head" in rays:
+            _log("\nRay head for --ray head:")
+            address = head.start()
+            res["services"]["ray_head"] = dict(head.info)
 
         # -- sweeps
+        seq = 0
         for backend in backends:
             _log(f"\nsweeps on {backend}:")
-            for rep, mode in ((r, m) for r in range(args.reps) for m in modes):
-                label = f"{backend}-{mode}-{rep + 1}"
+            for rep, T, ray_mode, mode in ((r, t, h, m) for r in range(args.reps) for t in iterations for h in rays
+                                           for m in modes):
+                seq += 1
+                label = f"{backend}-{mode}-{rep + 1}" if (T, ray_mode) == (DEFAULT_T, "local") and iterations == [DEFAULT_T] \
+                    else f"{backend}-{mode}-T{T}-{ray_mode}-{rep + 1}"
                 exp = f"bench-sweep-{label}"
                 spec_path = os.path.join(workdir, f"spec-{label}.yaml")
                 with open(spec_path, "w") as fh:
-                    fh.write(spec_text_for(exp, "true" if mode == "overlap" else "false"))
+                    fh.write(spec_text_for(exp, "true" if mode == "overlap" else "false", T))
                 wait()
-                serial_s = serial.loop(f"before {label}")
+                serial_s = serials[T].loop(f"before {label}")
                 if backend == "sqlite":
                     db = os.path.join(workdir, f"sqlite-{label}", "mlflow.db")
                     os.makedirs(os.path.dirname(db), exist_ok=True)
@@ -1016,9 +1160,11 @@ def main(argv=None):
                     res["services"].setdefault("postgres", []).append(dict(services.info))
                     query_uri = uri
                 try:
-                    run = run_sweep(label, spec_path, uri, workdir, n, watch, args.sweep_timeout) | {"tracking": mode}
+                    run = run_sweep(label, spec_path, uri, workdir, n, watch, args.sweep_timeout,
+                                    address=address if ray_mode == "head" else None, ray_tmp_name=f"r{seq}") \
+                        | {"tracking": mode, "iterations": T}
                     a = analyse_sweep(run, query_uri, n, serial_s)
-                    res["sweeps"][f"{backend}/{mode}"].append(a)
+                    res["sweeps"][_sweep_key(backend, mode, T, ray_mode, iterations)].append(a)
                     _log(f"  {label}: command {a['wall_s']:.2f} s, fit {a['fit_s']:.2f} s, efficiency "
                          f"{a['efficiency_wall']:.2f} (wall) / {a['efficiency_fit']:.2f} (fit), tracking median "
                          f"{a['tracking_median_s'] * 1e3:.0f} ms, waited for {_ms(a['wait_median_s'])} ms "
@@ -1026,7 +1172,7 @@ def main(argv=None):
                          f"parent {a['parent_status']}, other load {100 * a['load']['other_share']:.1f}%")
                     if not a["all_finished"]:
                         _log(f"  WARNING: only {a['children_finished']} of {n} child runs FINISHED")
-                    if rep == 0 and mode == modes[0] and replay_n:
+                    if rep == 0 and mode == modes[0] and T == iterations[0] and ray_mode == rays[0] and replay_n:
                         alt = REPLAY_OTHER_POINTS[0] if spec.metric_history_points != REPLAY_OTHER_POINTS[0] \
                             else REPLAY_OTHER_POINTS[1]
                         for points in (spec.metric_history_points, alt):
@@ -1038,14 +1184,19 @@ def main(argv=None):
                 finally:
                     if backend == "postgres":
                         res["services"].setdefault("stopped", []).append(services.close())
-        # efficiency against the median of all serial loops (each sweep also keeps the loop just before it)
+        # efficiency against the median of all serial loops of its T (each sweep also keeps the loop just before it)
         res["serial"] = serial.result()
+        res["serial_by_T"] = {T: serials[T].result() for T in iterations}
         for rs in res["sweeps"].values():
             for a in rs:
-                a["efficiency_wall"] = res["serial"]["median_loop_s"] / (CPUS * a["wall_s"])
-                a["efficiency_fit"] = res["serial"]["median_loop_s"] / (CPUS * a["fit_s"])
+                base = res["serial_by_T"][a["iterations"]]["median_loop_s"]
+                a["efficiency_wall"] = base / (CPUS * a["wall_s"])
+                a["efficiency_fit"] = base / (CPUS * a["fit_s"])
         ok = True
     finally:
+        head_stopped = head.close()
+        if head_stopped:
+            res["services"]["ray_head_stopped"] = head_stopped
         stopped = services.close()
         if stopped:
             res["services"].setdefault("stopped", []).append(stopped)

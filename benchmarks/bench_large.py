@@ -29,8 +29,8 @@ end; ``peak / game`` and ``(peak - baseline) / game`` with game = rewards + tran
 Physical limit per iteration (printed): a Numba parallel triad over 2 x 512 MB arrays gives the
 machine's streaming bandwidth, a parallel exp loop its exp throughput, both measured in the same
 child under the same load. One iteration must stream Q (read, A B floats per cell), pol and D of
-both players (read + write, 2 (A + B) floats) and W (read + write, 1 float) = 8 (AB + 4(A+B) + 2)
-bytes per cell (176 B at A = B = 2), and evaluate (A - 1) + (B - 1) exps per cell. The limit is
+both players (read + write, 2 (A + B) floats; 4 on the compact two-action state) and W (read + write,
+1 float) = 8 (AB + 4(A+B) + 2) bytes per cell, 8 (AB + 8 + 2) = 112 B at A = B = 2, and evaluate (A - 1) + (B - 1) exps per cell. The limit is
 max(bytes / bandwidth, exps x time per exp); ``fraction`` = limit / measured time per iteration.
 
 "other load": CPU time used by other processes during the timed block as a share of the machine
@@ -182,7 +182,7 @@ def child(S: int, T: int, reps: int, dense: bool) -> dict:
         row["rss_peak_bytes"] = _status("VmHWM")  # before the limit probes allocate their own arrays
         lim = _machine_limits()
         cells = H * S
-        bytes_iter = cells * 8 * (A * B + 4 * (A + B) + 2)
+        bytes_iter = cells * 8 * (A * B + (8 if A == B == 2 else 4 * (A + B)) + 2)  # compact two-action state
         exps_iter = cells * ((A - 1) + (B - 1))
         t_iter = 1.0 / row["iters_per_s_noeval"]
         t_limit = max(bytes_iter / lim["bandwidth_Bps"], exps_iter * lim["exp_s"])

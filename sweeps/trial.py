@@ -103,7 +103,7 @@ def trial_resources(settings: TrialSettings, config: dict) -> dict:
     them per game for N players) + the runs kept for the summary + one solve's work arrays +
     ``WORKER_BASE_BYTES``. Zero-sum (Algorithm 1): a run keeps the output average and the best
     responses in hindsight of every stage, 8 (tau_bar + 1) H S (A + B) bytes; the work arrays are
-    8 H S (A B + 3 (A + B)) bytes. Projected Q-ascent: a run keeps its first and last policies, 16 H S
+    8 H S (A B + 3 (A + B)) bytes, 8 H S (4 + 6) on the compact two-action state. Projected Q-ascent: a run keeps its first and last policies, 16 H S
     sum_i A_i bytes; the work arrays (values, averaged Q, expectations) are 8 H S (2 J + 2 + 4 N A_max) bytes.
     """
     from solvers.schedule import stage_lengths
@@ -119,7 +119,7 @@ def trial_resources(settings: TrialSettings, config: dict) -> dict:
         A, B = actions
         game = cells * J * (12 * k + 8 * (K + 1))
         runs = runs_per_game * 8 * (len(stage_lengths(H, T)) + 1) * cells * (A + B)
-        work = 8 * cells * (J + 3 * (A + B))
+        work = 8 * cells * (J + (6 if A == B == 2 else 3 * (A + B)))  # solvers.sparse.COMPACT_TWO_ACTION
     else:
         N = len(actions)
         game = cells * J * (12 * k + 8 * N * (K + 1))

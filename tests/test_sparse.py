@@ -256,7 +256,8 @@ def test_trial_resources_follow_the_game_size():
     assert small["cpu"] == 1.0 and large["cpu"] == LARGE_GAME_CPUS
     # independent count for S = 10^6, H = 5, A = B = 2, k = 3, K = 3, 2 methods, T = 30 (5 stages: 5, 6, 7, 8, 4)
     cells = 5 * 10**6
-    expected = cells * 4 * (12 * 3 + 8 * 4) + 2 * 3 * 8 * 6 * cells * 4 + 8 * cells * (4 + 12) + WORKER_BASE_BYTES
+    # work arrays on the compact two-action state: Q (4) + policy, D and output sum of both players (6)
+    expected = cells * 4 * (12 * 3 + 8 * 4) + 2 * 3 * 8 * 6 * cells * 4 + 8 * cells * (4 + 6) + WORKER_BASE_BYTES
     assert large["memory"] == expected
     assert trial_resources(_settings(states=10**6, cpus=4.0), config)["cpu"] == 4.0
 

@@ -240,15 +240,15 @@ def decompose(S: int, family: str, reps: int = 3) -> dict:
     Q, W = rng.random((C, A, B)), np.zeros(C + S)
     W[:C] = rng.random(C)
     lm, m0 = np.broadcast_to(np.full(A, -np.log(A)), (C, A)), np.broadcast_to(np.full(A, 1.0 / A), (C, A))
-    mu, nu, d_mu, d_nu = (np.full((C, A), 0.5) for _ in range(4))
-    ms, ns, none = np.zeros((C, A)), np.zeros((C, B)), np.empty((0, A))
+    mu, nu, d_mu, d_nu = (np.full((C, 1), 0.5) for _ in range(4))  # the compact two-action state
+    ms, ns, none = np.zeros((C, 1)), np.zeros((C, 1)), np.empty((0, 1))
     bad, scratch, out = np.zeros(sparse.N_CHUNKS, dtype=np.int64), np.empty((sparse.N_CHUNKS, 2 * (A + B))), np.empty(3)
     r2, n2, p2 = g.rewards.reshape(C, A, B), g.transition_next.reshape(C, A, B, K_SUCC), g.transition_prob.reshape(C, A, B, K_SUCC)
     parts = {
-        "iteration": lambda: sparse._iterate_2x2(Q, lm, lm, m0, m0, none, none, True, ETA, mu, nu, d_mu, d_nu, W,
+        "iteration": lambda: sparse._iterate_2x2(Q, lm, lm, m0, m0, none, none, True, ETA, 1.0, mu, nu, d_mu, d_nu, W,
                                                  sparse.N_CHUNKS, bad),
-        "value_update": lambda: sparse._stage_end(r2, n2, p2, Q, W, 0.1, True, True, ETA, mu, nu, d_mu, d_nu, ms, ns,
-                                                  none, none, False, none, none, False, 1e-9, scratch, S),
+        "value_update": lambda: sparse._stage_end_2x2(r2, n2, p2, Q, W, 10.0, True, True, ETA, mu, nu, d_mu, d_nu, ms,
+                                                      ns, none, none, False, none, none, False, 1e-9, scratch, S),
         "evaluation": lambda: sparse._evaluate_sparse(g.rewards, g.transition_next, g.transition_prob, g.initial_state,
                                                       ms, ns, d_mu, d_nu, mu, nu, True, 0.1, np.empty((S, 3)),
                                                       np.empty((S, 3)), np.empty((sparse.N_CHUNKS, A + 2 * B)), out),

@@ -48,5 +48,7 @@ cluster-down:
 cluster-status:
 	$(BIN)/python cluster/harness.py status
 
+## clean: runtime state and Numba's on-disk kernel caches (see README, Development)
 clean:
 	rm -rf runs .pytest_cache
+	find solvers sweeps tracking -name '*.nb[ic]' -delete

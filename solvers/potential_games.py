@@ -42,7 +42,7 @@ import math
 import numpy as np
 
 from .games import GameError
-from .generators import _check_positive_int, _check_seed, _check_sigma
+from .generators import _check_positive_int, _check_seed, _check_sigma, normalise_rows
 from .nplayer import MarkovGame
 from .product_games import ProductMarkovGame
 
@@ -142,7 +142,7 @@ def random_sparse_identical_game(horizon: int, num_states: int, num_actions, suc
         rng.random(out=r[h])
         nxt[h] = rng.integers(0, S, size=(S, *actions, k), dtype=np.int32)
         rng.standard_exponential(out=prob[h])  # Dirichlet(1) = normalised i.i.d. Exp(1)
-        prob[h] /= prob[h].sum(axis=-1, keepdims=True)
+        normalise_rows(prob[h])
     for arr in (nxt, prob):  # handed over without a copy
         arr.flags.writeable = False
     return MarkovGame(np.broadcast_to(r, (N, *r.shape)), None, 0, "potential", transition_next=nxt, transition_prob=prob)

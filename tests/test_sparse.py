@@ -196,6 +196,16 @@ def test_random_sparse_generator_is_seeded_and_stochastic():
     np.testing.assert_allclose(a.transition_prob.sum(-1), 1.0, atol=1e-12)
 
 
+def test_blockwise_row_normalisation_equals_one_division():
+    from solvers.generators import normalise_rows
+
+    x = np.random.default_rng(3).standard_exponential((103, 2, 3, 4))
+    y = x.copy()
+    x /= x.sum(axis=-1, keepdims=True)
+    normalise_rows(y, rows_per_block=7)  # 15 blocks, the last one short
+    np.testing.assert_array_equal(y, x)
+
+
 def test_poker_standin_structure():
     H, P, k = 3, 4, 3
     g = poker_standin_game(H, 6 * P, (2, 2), k, P)

@@ -497,6 +497,25 @@ COMMANDS = {"nash": cmd_nash, "evaluate": cmd_evaluate, "solve": cmd_solve, "met
             "run": cmd_run, "resume": cmd_resume, "sync": cmd_sync, "status": cmd_status, "ui": cmd_ui}
 
 
+def _exit_without_teardown(code: int) -> None:
+    """End a ``run`` / ``resume`` process whose work is done and written: the ``atexit`` handlers run as at any exit
+    (Ray's shutdown of the embedded Ray, or its disconnect from a cluster; logging's and MLflow's flushes), then the
+    process exits with ``code`` without the interpreter's finalization of modules and objects, about 1 s of tearing
+    down Ray, MLflow, Numba and PyArrow here (docs/benchmarks.md, "Sweep efficiency vs trial length"). Returns
+    (a normal exit follows) while a non-daemon thread still runs, which a normal exit would wait for."""
+    import atexit
+    import threading
+
+    if any(t.is_alive() and not t.daemon and t is not threading.main_thread() for t in threading.enumerate()):
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    atexit._run_exitfuncs()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 def main(argv: list[str] | None = None) -> int:
     from solvers.games import GameError
 
@@ -516,6 +535,8 @@ def main(argv: list[str] | None = None) -> int:
         result = handler(args)
         summary, code = result if isinstance(result, tuple) else (result, 0)
         emit(summary)
+        if argv is None and args.command in ("run", "resume"):  # the process's own command line: it ends here
+            _exit_without_teardown(code)
         return code
     except UsageError as exc:
         print(f"metasweep: error: {exc}", file=sys.stderr)

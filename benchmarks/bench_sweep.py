@@ -2,7 +2,7 @@
 
     PYTHONPATH=. .venv/bin/python benchmarks/bench_sweep.py [--trials N | --quick] [--out FILE.json]
         [--backends sqlite,postgres] [--tracking overlap,serial] [--reps R] [--serial-reps R] [--replay N]
-        [--wait-idle S] [--keep] [--iterations T[,T...]] [--ray local,head]
+        [--wait-idle S] [--keep] [--iterations T[,T...]] [--ray local,head] [--code DIR[,DIR...]]
 
 Results and their reading: docs/benchmarks.md ("Sweep service: Ray Tune + MLflow vs a serial loop").
 A full run with ``--reps 3 --wait-idle 20`` takes about 6.5 minutes on 2 cores; ``--quick`` about 45 s.
@@ -65,6 +65,12 @@ gap every iteration), seeds 0..N-1.
    first sweep, with the project's ``cluster/harness.py up --workers 0 --head-cpus 2 --no-tracking`` in
    the work folder (its start-up time is reported separately) and stopped at the end with ``harness.py
    down`` (by PID). Its processes' CPU counts as "Ray system" / "Ray workers" of the sweeps.
+
+   ``--code DIR1,DIR2`` (default: this checkout): the sweeps run the code of each folder (``PYTHONPATH=DIR``
+   for ``metasweep run``; e.g. git worktrees of two commits), side by side in every repetition; each
+   folder's Numba cache is filled by one trial in a subprocess first. The serial loops run this
+   checkout's code (compare the folders' sweeps with each other). Not with ``--ray head`` (the head's
+   workers would import one folder's code for both).
 3. ``--tracking overlap,serial`` (default both): each repetition runs one sweep per tracking mode,
    one after the other on the same store type, with the spec's ``tracking: {overlap: true|false}``
    (overlapped: what the default ``auto`` picks for a server store; serial: every trial uploads before
@@ -428,8 +434,9 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _script(path: str, *args, timeout: float = 300) -> dict:
-    proc = subprocess.run([sys.executable, path, *map(str, args)], capture_output=True, text=True, timeout=timeout)
+def _script(path: str, *args, timeout: float = 300, env: dict | None = None) -> dict:
+    proc = subprocess.run([sys.executable, path, *map(str, args)], capture_output=True, text=True, timeout=timeout,
+                          env=env)
     if proc.returncode != 0:
         raise BenchError(f"{os.path.basename(path)} {args[0]} failed ({proc.returncode}): {proc.stderr.strip()[-1500:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -504,7 +511,7 @@ class RayHead:
         t0 = time.perf_counter()
         try:
             info = _script(HARNESS, "up", "--state-dir", self.state_dir, "--workers", 0, "--head-cpus", CPUS,
-                           "--no-tracking", "--timeout", 120)
+                           "--no-tracking", "--timeout", 120, env=dict(os.environ, PYTHONPATH=ROOT))  # its workers' code
         except BaseException:
             self.close()
             raise
@@ -546,6 +553,18 @@ def _settings_and_configs(spec_text: str, n: int):
     configs = [dict(base, seed=s) for s in space["seed"]["grid_search"]]
     assert len(configs) == n == spec.num_trials
     return spec, settings, configs
+
+
+def _warm_folder(folder: str, spec_text: str) -> None:
+    """One trial of the spec with the code of ``folder`` in a subprocess: fills that folder's Numba cache."""
+    prog = ("import sys; from sweeps.spec import parse_spec, read_yaml; from sweeps.trial import TrialSettings, run_trial; "
+            "spec = parse_spec(read_yaml(sys.stdin.read(), 'bench spec'), 'bench spec'); space = spec.param_space(); "
+            "cfg = {k: v for k, v in space.items() if k != 'seed'} | {'seed': space['seed']['grid_search'][0]}; "
+            "run_trial(cfg, TrialSettings.from_spec(spec))")
+    proc = subprocess.run([sys.executable, "-c", prog], input=spec_text, capture_output=True, text=True,
+                          env=dict(os.environ, PYTHONPATH=folder), cwd=folder, timeout=900)
+    if proc.returncode != 0:
+        raise BenchError(f"warm-up in {folder} failed: {proc.stderr.strip()[-1500:]}")
 
 
 class Serial:
@@ -623,14 +642,15 @@ def _kill_sweep(proc: subprocess.Popen, watch: ProcWatch) -> list:
 
 
 def run_sweep(label: str, spec_path: str, uri: str, workdir: str, n: int, watch: ProcWatch, timeout: float,
-              address: str | None = None, ray_tmp_name: str | None = None) -> dict:
-    """One timed ``metasweep run``: an embedded Ray (``address`` None), or joining the Ray head at ``address``."""
+              address: str | None = None, ray_tmp_name: str | None = None, code: str = ROOT) -> dict:
+    """One timed ``metasweep run`` of the code in ``code``: an embedded Ray (``address`` None), or joining the Ray
+    head at ``address``."""
     cwd = os.path.join(workdir, f"sweep-{label}")
     os.makedirs(cwd, exist_ok=True)
     # short: Ray's socket paths must stay < 108 bytes
     ray_tmp = os.path.join(workdir, ray_tmp_name or f"r-{label}")
     os.makedirs(ray_tmp, exist_ok=True)
-    env = dict(os.environ, RAY_TMPDIR=ray_tmp, MLFLOW_DISABLE_TELEMETRY="true")
+    env = dict(os.environ, RAY_TMPDIR=ray_tmp, MLFLOW_DISABLE_TELEMETRY="true", PYTHONPATH=code)
     env.setdefault("RAY_AUTH_MODE", "disabled")
     env.pop("MLFLOW_TRACKING_URI", None)
     env.pop("RAY_ADDRESS", None)
@@ -665,7 +685,7 @@ def run_sweep(label: str, spec_path: str, uri: str, workdir: str, n: int, watch:
         raise BenchError(f"metasweep run exited {rc}; stderr tail:\n{tail}")
     summary = json.loads(lines[-1])
     return {"label": label, "command": cmd, "cwd": cwd, "uri": uri, "rc": rc, "wall_s": wall, "t_launch": t_launch,
-            "address": address,
+            "address": address, "code": code,
             "t_exit": t_exit, "ray_session_t": _ray_session_time(ray_tmp), "summary": summary, "load": load,
             "leftover_processes_killed": leftovers}
 
@@ -760,6 +780,7 @@ def analyse_sweep(run: dict, query_uri: str, n: int, serial_s: float) -> dict:
     res = {
         "label": run["label"], "uri": run["uri"], "trials": n, "wall_s": run["wall_s"], "fit_s": fit,
         "iterations": run.get("iterations"), "ray": "head" if head else "local", "address": run.get("address"),
+        "code": run.get("code"), "code_commit": git_at(run.get("code") or ROOT),
         "trial_span_s": last_end - first_begin, "timeline_s": timeline,
         "trials_per_s_wall": n / run["wall_s"], "trials_per_s_fit": n / fit,
         "efficiency_wall": serial_s / (CPUS * run["wall_s"]), "efficiency_fit": serial_s / (CPUS * fit),
@@ -856,6 +877,18 @@ def tracking_replay(uri: str, experiment_id: str, kept, spec, history_points: in
 # ----------------------------------------------------------------------------- report
 
 
+def git_at(folder: str) -> str | None:
+    """Short commit of the checkout ``folder`` (and "+changes" when it has uncommitted ones in the code)."""
+    try:
+        out = subprocess.run(["git", "-C", folder, "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                             timeout=30).stdout.strip()
+        dirty_ = subprocess.run(["git", "-C", folder, "status", "--porcelain", "--", "solvers", "sweeps", "tracking"],
+                                capture_output=True, text=True, timeout=30).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return (out or None) and out + ("+changes" if dirty_ else "")
+
+
 def _code_version():
     import hashlib
 
@@ -886,12 +919,12 @@ def _med(rs, key):
     return statistics.median(xs) if xs else float("nan")
 
 
-def _sweep_key(backend: str, mode: str, T: int, ray: str, iterations: list) -> str:
+def _sweep_key(backend: str, mode: str, T: int, ray: str, iterations: list, code: str | None = None) -> str:
     """"sqlite/serial" (the default T and the embedded Ray, as before ``--iterations`` / ``--ray``), else
-    "sqlite/serial/T=10000/head"."""
-    if iterations == [DEFAULT_T] and ray == "local":
+    "sqlite/serial/T=10000/head", with "/code=DIR" for ``--code``."""
+    if iterations == [DEFAULT_T] and ray == "local" and code is None:
         return f"{backend}/{mode}"
-    return f"{backend}/{mode}/T={T}/{ray}"
+    return f"{backend}/{mode}/T={T}/{ray}" + (f"/code={code}" if code else "")
 
 
 def _sweep_name(key: str) -> str:
@@ -899,9 +932,11 @@ def _sweep_name(key: str) -> str:
     "SQLite file (...), serial tracking, T=10000, Ray head running"."""
     backend, _, rest = key.partition("/")
     mode, _, rest = rest.partition("/")
-    T, _, ray = rest.partition("/")
+    T, _, rest = rest.partition("/")
+    ray, _, code = rest.partition("/")
     return (STORE_NAMES.get(backend, backend) + (f", {mode} tracking" if mode else "") + (f", {T}" if T else "")
-            + {"head": ", Ray head running", "local": ", embedded Ray", "": ""}.get(ray, f", {ray}"))
+            + {"head": ", Ray head running", "local": ", embedded Ray", "": ""}.get(ray, f", {ray}")
+            + (f", {code}" if code else ""))
 
 
 def _ms(x) -> str:
@@ -1027,6 +1062,8 @@ def main(argv=None):
                     "own serial baseline, its sweeps run side by side with the others' in every repetition")
     ap.add_argument("--ray", default="local", help="comma list of local (metasweep starts an embedded Ray, default) "
                     "and head (the sweeps join a local Ray head with 2 CPUs started before them by cluster/harness.py)")
+    ap.add_argument("--code", default=None, help="comma list of checkout folders whose code the sweeps run "
+                    "(PYTHONPATH=DIR), side by side, e.g. git worktrees of two commits (default: this checkout)")
     args = ap.parse_args(argv)
     n = 10 if args.quick else args.trials
     if n < 2:
@@ -1050,6 +1087,14 @@ def main(argv=None):
     rays = [r.strip() for r in args.ray.split(",") if r.strip()]
     if not rays or any(r not in ("local", "head") for r in rays) or len(set(rays)) != len(rays):
         ap.error(f"--ray: expected a comma list of local, head; got {args.ray!r}")
+    codes = [os.path.abspath(c.strip()) for c in (args.code or "").split(",") if c.strip()]
+    for c in codes:
+        if not os.path.isfile(os.path.join(c, "sweeps", "service.py")):
+            ap.error(f"--code: {c} is not a metasweep checkout (no sweeps/service.py)")
+    if len(set(codes)) != len(codes) or len({os.path.basename(c) for c in codes}) != len(codes):
+        ap.error("--code: folders must be distinct and have distinct names")
+    if codes and "head" in rays:
+        ap.error("--code cannot be combined with --ray head (the head's workers import one folder's code)")
     if "postgres" in backends:
         try:
             import psycopg  # noqa: F401
@@ -1083,8 +1128,9 @@ def main(argv=None):
     _log(f"work folder: {workdir}")
     res = {"machine": machine, "trials": n, "quick": args.quick, "cpus": CPUS, "backends": backends,
            "reps": args.reps, "tracking": modes, "iterations": iterations, "ray": rays, "serial": None,
-           "sweeps": {_sweep_key(b, m, t, r, iterations): [] for b in backends for t in iterations for r in rays
-                      for m in modes},
+           "code_folders": {os.path.basename(c): {"path": c, "commit": git_at(c)} for c in codes},
+           "sweeps": {_sweep_key(b, m, t, r, iterations, os.path.basename(c) if c else None): []
+                      for b in backends for t in iterations for r in rays for c in (codes or [None]) for m in modes},
            "serial_by_T": {}, "replay": {}, "services": {},
            "idle_waits": []}
 
@@ -1114,6 +1160,11 @@ def main(argv=None):
             _log(f"warm-up trial T={T} (Numba cache): {time.perf_counter() - t0:.2f} s")
             serials[T] = Serial(settings, configs, replay_n if T == iterations[0] else 0, watch)
         spec = first_spec
+        for c in codes:  # fill each code folder's Numba cache (the sweeps' workers load it)
+            for T in iterations:
+                t0 = time.perf_counter()
+                _warm_folder(c, spec_text_for("bench-sweep", T=T))
+                _log(f"warm-up trial T={T} in {c} (subprocess, its Numba cache): {time.perf_counter() - t0:.2f} s")
 
         # -- serial baseline
         for T in iterations:
@@ -1134,11 +1185,13 @@ def main(argv=None):
         seq = 0
         for backend in backends:
             _log(f"\nsweeps on {backend}:")
-            for rep, T, ray_mode, mode in ((r, t, h, m) for r in range(args.reps) for t in iterations for h in rays
-                                           for m in modes):
+            for rep, T, ray_mode, code, mode in ((r, t, h, c, m) for r in range(args.reps) for t in iterations
+                                                 for h in rays for c in (codes or [None]) for m in modes):
                 seq += 1
-                label = f"{backend}-{mode}-{rep + 1}" if (T, ray_mode) == (DEFAULT_T, "local") and iterations == [DEFAULT_T] \
-                    else f"{backend}-{mode}-T{T}-{ray_mode}-{rep + 1}"
+                cname = os.path.basename(code) if code else None
+                label = f"{backend}-{mode}-{rep + 1}" \
+                    if (T, ray_mode, code) == (DEFAULT_T, "local", None) and iterations == [DEFAULT_T] \
+                    else f"{backend}-{mode}-T{T}-{ray_mode}-" + (f"{cname}-" if cname else "") + f"{rep + 1}"
                 exp = f"bench-sweep-{label}"
                 spec_path = os.path.join(workdir, f"spec-{label}.yaml")
                 with open(spec_path, "w") as fh:
@@ -1161,10 +1214,11 @@ def main(argv=None):
                     query_uri = uri
                 try:
                     run = run_sweep(label, spec_path, uri, workdir, n, watch, args.sweep_timeout,
-                                    address=address if ray_mode == "head" else None, ray_tmp_name=f"r{seq}") \
+                                    address=address if ray_mode == "head" else None, ray_tmp_name=f"r{seq}",
+                                    code=code or ROOT) \
                         | {"tracking": mode, "iterations": T}
                     a = analyse_sweep(run, query_uri, n, serial_s)
-                    res["sweeps"][_sweep_key(backend, mode, T, ray_mode, iterations)].append(a)
+                    res["sweeps"][_sweep_key(backend, mode, T, ray_mode, iterations, cname)].append(a)
                     _log(f"  {label}: command {a['wall_s']:.2f} s, fit {a['fit_s']:.2f} s, efficiency "
                          f"{a['efficiency_wall']:.2f} (wall) / {a['efficiency_fit']:.2f} (fit), tracking median "
                          f"{a['tracking_median_s'] * 1e3:.0f} ms, waited for {_ms(a['wait_median_s'])} ms "
@@ -1172,7 +1226,8 @@ def main(argv=None):
                          f"parent {a['parent_status']}, other load {100 * a['load']['other_share']:.1f}%")
                     if not a["all_finished"]:
                         _log(f"  WARNING: only {a['children_finished']} of {n} child runs FINISHED")
-                    if rep == 0 and mode == modes[0] and T == iterations[0] and ray_mode == rays[0] and replay_n:
+                    if rep == 0 and mode == modes[0] and T == iterations[0] and ray_mode == rays[0] and replay_n \
+                            and code == (codes or [None])[0]:
                         alt = REPLAY_OTHER_POINTS[0] if spec.metric_history_points != REPLAY_OTHER_POINTS[0] \
                             else REPLAY_OTHER_POINTS[1]
                         for points in (spec.metric_history_points, alt):

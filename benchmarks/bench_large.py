@@ -3,6 +3,7 @@
     PYTHONPATH=. .venv/bin/python benchmarks/bench_large.py [--states 10000 100000 1000000] [--rounds 2]
         [--reps 3] [--iterations 30] [--dense-states 2000] [--out FILE.json]
     PYTHONPATH=. .venv/bin/python benchmarks/bench_large.py --decompose 1000000
+    PYTHONPATH=. .venv/bin/python benchmarks/bench_large.py --compare-state 1000000 --iterations 100 --reps 3
 
 Results and their reading: docs/benchmarks.md.
 
@@ -225,6 +226,33 @@ def memory_child(S: int, T: int) -> dict:
             "solve_extra_over_expected_state": (peak - rss_game) / state, "final_gap": float(res.gap[-1])}
 
 
+def compare_state(S: int, T: int, reps: int) -> dict:
+    """Side by side in one process: the compact two-action state vs the generic (H, S, 2) state
+    (``solvers.sparse.COMPACT_TWO_ACTION``), one solve of T iterations evaluated only at T each,
+    alternating, after one untimed solve of each; wall seconds per solve and the curves' difference."""
+    import numpy as np
+
+    from solvers import sparse
+    from solvers.algorithm1 import solve
+    from solvers.generators import random_sparse_zero_sum_game
+
+    game = random_sparse_zero_sum_game(H, S, (A, B), K_SUCC, np.random.default_rng(S))
+    times, gaps = {True: [], False: []}, {}
+    for r in range(reps + 1):
+        for compact in (True, False):
+            sparse.COMPACT_TWO_ACTION = compact
+            t0 = time.perf_counter()
+            res = solve(game, T, ETA, eval_every=T, store_hindsight=False)
+            if r:
+                times[compact].append(time.perf_counter() - t0)
+            gaps[compact] = res.gap
+    med = {k: statistics.median(v) for k, v in times.items()}
+    return {"S": S, "T": T, "compact_s": times[True], "generic_s": times[False],
+            "compact_iters_per_s": T / med[True], "generic_iters_per_s": T / med[False],
+            "generic_over_compact_time": med[False] / med[True],
+            "max_gap_difference": float(np.max(np.abs(gaps[True] - gaps[False])))}
+
+
 def decompose(S: int, family: str, reps: int = 3) -> dict:
     """Wall and CPU ms of the three parts of a run at S (random-sparse or poker-standin game, A = B = 2):
     one iteration (the two-action step on every cell), one stage end (value update, no hindsight),
@@ -310,7 +338,17 @@ def main(argv=None):
     ap.add_argument("--decompose", type=int, metavar="S",
                     help="only time one iteration, one value update and one evaluation at S states "
                          "(random-sparse and poker-standin), with the other load")
+    ap.add_argument("--compare-state", type=int, metavar="S",
+                    help="only time the compact two-action state against the generic one at S states, side by side "
+                         "(--iterations per solve, --reps pairs), with the other load")
     args = ap.parse_args(argv)
+    if args.compare_state:
+        from benchmarks.bench_algorithm1 import _OtherLoad
+
+        with _OtherLoad() as load:
+            row = compare_state(args.compare_state, args.iterations, args.reps)
+        print(json.dumps({**row, "other_load": load.share}), flush=True)
+        return
     if args.decompose:
         from benchmarks.bench_algorithm1 import _OtherLoad
 

@@ -8,10 +8,10 @@ import subprocess
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def git(*args: str) -> str | None:
-    """Output of ``git ARGS`` in the checkout (None when git is unavailable)."""
+def git(*args: str, cwd: str = ROOT) -> str | None:
+    """Output of ``git ARGS`` in the checkout, or in the checkout ``cwd`` (None when git is unavailable)."""
     try:
-        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=30).stdout.strip()
+        return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=30).stdout.strip()
     except (OSError, subprocess.SubprocessError):  # pragma: no cover
         return None
 

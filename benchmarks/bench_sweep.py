@@ -879,14 +879,9 @@ def tracking_replay(uri: str, experiment_id: str, kept, spec, history_points: in
 
 def git_at(folder: str) -> str | None:
     """Short commit of the checkout ``folder`` (and "+changes" when it has uncommitted ones in the code)."""
-    try:
-        out = subprocess.run(["git", "-C", folder, "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                             timeout=30).stdout.strip()
-        dirty_ = subprocess.run(["git", "-C", folder, "status", "--porcelain", "--", "solvers", "sweeps", "tracking"],
-                                capture_output=True, text=True, timeout=30).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return (out or None) and out + ("+changes" if dirty_ else "")
+    out = git("rev-parse", "--short", "HEAD", cwd=folder)
+    return (out or None) and out + ("+changes" if git("status", "--porcelain", "--", "solvers", "sweeps", "tracking",
+                                                      cwd=folder) else "")
 
 
 def _code_version():

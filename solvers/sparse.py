@@ -140,8 +140,9 @@ def _evaluate_sparse(rewards, nxt, prob, s1, mu_sum, nu_sum, d_mu, d_nu, mu, nu,
     The evaluated max-player policy is scale * (mu_sum + d_mu - mu) with ``running`` (the running
     average mid-stage: earlier stages' sum plus this stage's R = D - pol, never materialised),
     scale * mu_sum otherwise (d_mu, mu unused); the same for nu. With the compact two-action state
-    (A = B = 2, cell arrays (H*S, 1)) they hold the first action's entries. Work arrays: v_next, v_cur float64 (S, 3) (columns value, br_max, br_min,
-    one cache line per gathered successor), colacc float64 (n_chunks, A + 2 B) (per-chunk scratch).
+    (A = B = 2, cell arrays (H*S, 1)) they hold the first action's entries. Work arrays: v_next,
+    v_cur float64 (S, 3) (columns value, br_max, br_min, one cache line per gathered successor),
+    colacc float64 (n_chunks, A + 2 B) (per-chunk scratch).
     Per step h: Q_c(s, a, b) = r_h(s, a, b) + sum_j prob_j V_{h+1}(nxt_j)[c]; rules of
     :mod:`solvers.evaluate`. Cost O(H S A B k), one pass over the game.
     """

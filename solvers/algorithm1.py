@@ -38,7 +38,7 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
-from numba import njit, prange
+from ._jit import njit, prange
 
 from ._blas import kernel_blas, single_threaded_blas, thread_budget
 from .evaluate import _evaluate_block

@@ -42,7 +42,7 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
-from numba import njit
+from ._jit import njit
 
 from ._blas import single_threaded_blas
 from .algorithm1 import TIE_BREAKS, _best_in_hindsight, _check_eta, _check_iterations, _omwu_cell, _reset_cell

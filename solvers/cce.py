@@ -50,7 +50,7 @@ import string
 from dataclasses import dataclass
 
 import numpy as np
-from numba import njit
+from ._jit import njit
 
 from .games import MAX_DENSE_ENTRIES, GameError, _as_float_array, _check_distributions, _open_npz, _read_array
 from .nplayer import MarkovGame, dense_transitions

@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from numba import njit
+from ._jit import njit
 
 from ._blas import kernel_blas
 from .games import ZeroSumGame, validate_policy

@@ -18,7 +18,7 @@ preallocated arrays in place (said per function).
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from ._jit import njit
 
 
 @njit(cache=True)

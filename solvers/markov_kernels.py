@@ -26,7 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from numba import njit, prange
+from ._jit import njit, prange
 
 from .games import GameError
 from .sparse import N_CHUNKS

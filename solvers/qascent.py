@@ -29,7 +29,7 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
-from numba import njit, prange
+from ._jit import njit, prange
 
 from ._blas import single_threaded_blas
 from .sparse import N_CHUNKS, kernel_threads

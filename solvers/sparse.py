@@ -43,7 +43,7 @@ from __future__ import annotations
 from contextlib import contextmanager
 
 import numpy as np
-from numba import njit, prange
+from ._jit import njit, prange
 
 from .algorithm1 import _best_in_hindsight
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 import time
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 
 import numpy as np
@@ -131,11 +132,18 @@ def trial_resources(settings: TrialSettings, config: dict) -> dict:
     return {"cpu": cpus, "memory": int(game + runs + work + WORKER_BASE_BYTES)}
 
 
-def use_trial_cpus(settings: TrialSettings, config: dict) -> None:
-    """Run this process's Numba kernels on the CPUs :func:`trial_resources` reserved (sparse families)."""
+@contextmanager
+def trial_cpus(settings: TrialSettings, config: dict):
+    """Run the enclosed Numba kernels on the CPUs :func:`trial_resources` reserved (sparse families);
+    the thread count is restored after (``run_trial`` also runs in-process, in tests and benchmarks)."""
     import numba
 
+    before = numba.get_num_threads()
     numba.set_num_threads(max(1, min(numba.config.NUMBA_NUM_THREADS, int(trial_resources(settings, config)["cpu"]))))
+    try:
+        yield
+    finally:
+        numba.set_num_threads(before)
 
 
 def run_methods(methods, games, individual_fn, meta_fn, n_tasks: int, T: int, eta, alpha: float, options: dict):
@@ -173,12 +181,12 @@ def run_trial(config: dict, settings: TrialSettings) -> TrialOutput:
         games = game_family(settings.family, K, float(config["sigma"]), H, int(config["seed"]), settings.states, settings.actions,
                             **sparse_opts)
     options = _options(config, settings)
-    spare = int(settings.cpus_per_trial) - 1
-    if settings.family in SPARSE_FAMILIES:  # parallel kernels on the trial's own CPUs (trial_resources), no fan-out
-        use_trial_cpus(settings, config)
-        spare = 0
+    sparse = settings.family in SPARSE_FAMILIES  # parallel kernels on the trial's own CPUs (trial_resources), no fan-out
+    spare = 0 if sparse else int(settings.cpus_per_trial) - 1
     n_tasks = _batches(K, H, games[0].num_states, T, spare) if spare >= 1 else 0
-    runs, num_tasks = run_methods(settings.methods, games, individual_runs, meta_chain, n_tasks, T, eta, alpha, options)
+    with trial_cpus(settings, config) if sparse else nullcontext():
+        runs, num_tasks = run_methods(settings.methods, games, individual_runs, meta_chain, n_tasks, T, eta, alpha,
+                                      options)
     kernel_s = sum(r.result.kernel_seconds for rs in runs.values() for r in rs)
     out = summarize(runs, config, settings, alpha)
     out.scalars["time/kernel_s"] = kernel_s

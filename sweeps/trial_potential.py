@@ -28,10 +28,11 @@ from __future__ import annotations
 
 import math
 import time
+from contextlib import nullcontext
 
 import numpy as np
 
-from .trial import SPARSE_FAMILIES, TrialOutput, TrialSettings, use_trial_cpus
+from .trial import SPARSE_FAMILIES, TrialOutput, TrialSettings, trial_cpus
 
 __all__ = ["CONFIG_KEYS", "make_games", "run_trial", "summarize"]
 
@@ -62,30 +63,30 @@ def run_trial(config: dict, settings: TrialSettings) -> TrialOutput:
     check_potentials(games)
     every = settings.eval_every
     runs, pending, num_tasks = {}, [], 0
-    spare = int(settings.cpus_per_trial) - 1
-    if settings.family in SPARSE_FAMILIES:  # parallel kernels on the trial's own CPUs (trial_resources), no fan-out
-        use_trial_cpus(settings, config)
-        spare = 0
-    if "individual" in settings.methods and spare >= 1:
-        g = games[0]
-        work = K * g.horizon * g.num_states * int(np.prod(g.num_actions)) * T * SECONDS_PER_CELL_JOINT_ITER
-        if work >= TASK_WORK_S:
-            import ray
+    sparse = settings.family in SPARSE_FAMILIES  # parallel kernels on the trial's own CPUs (trial_resources), no fan-out
+    spare = 0 if sparse else int(settings.cpus_per_trial) - 1
+    with trial_cpus(settings, config) if sparse else nullcontext():
+        if "individual" in settings.methods and spare >= 1:
+            g = games[0]
+            work = K * g.horizon * g.num_states * int(np.prod(g.num_actions)) * T * SECONDS_PER_CELL_JOINT_ITER
+            if work >= TASK_WORK_S:
+                import ray
 
-            n_tasks = max(1, min(spare, K, int(work / TASK_WORK_S)))
-            remote = ray.remote(num_cpus=1)(individual_q_ascent)
-            pending = [remote.remote([games[i] for i in part], T, step, every) for part in np.array_split(np.arange(K), n_tasks)]
-            num_tasks = len(pending)
-    if "meta" in settings.methods:
-        runs["meta"] = meta_q_ascent(games, T, step, every)
-    if "individual" in settings.methods:
-        if pending:
-            import ray
+                n_tasks = max(1, min(spare, K, int(work / TASK_WORK_S)))
+                remote = ray.remote(num_cpus=1)(individual_q_ascent)
+                pending = [remote.remote([games[i] for i in part], T, step, every) for part in np.array_split(np.arange(K), n_tasks)]
+                num_tasks = len(pending)
+        if "meta" in settings.methods:
+            runs["meta"] = meta_q_ascent(games, T, step, every)
+        if "individual" in settings.methods:
+            if pending:
+                import ray
 
-            runs["individual"] = [r for part in ray.get(pending) for r in part]
-        else:
-            runs["individual"] = individual_q_ascent(games, T, step, every)
-    out = summarize(assemble(games, runs, T, step), settings)
+                runs["individual"] = [r for part in ray.get(pending) for r in part]
+            else:
+                runs["individual"] = individual_q_ascent(games, T, step, every)
+        results = assemble(games, runs, T, step)
+    out = summarize(results, settings)
     out.scalars["time/kernel_s"] = sum(r.kernel_seconds for rs in runs.values() for r in rs)
     out.scalars["time/individual_tasks"] = num_tasks
     out.scalars["time/trial_s"] = time.perf_counter() - t0

@@ -31,7 +31,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-__all__ = ["CURVE_COLUMNS", "curve_table", "metric_table", "concat_curves", "write_curves", "read_curves"]
+__all__ = ["CURVE_COLUMNS", "curve_table", "metric_table", "concat_curves", "write_curves", "write_parquet", "read_curves"]
 
 CURVE_COLUMNS = ("method", "game", "iteration", "gap", "value", "best_response_value_max", "best_response_value_min")
 
@@ -40,7 +40,7 @@ def curve_table(method: str, game: int, result, **extra) -> pa.Table:
     """Rows of one Algorithm 1 result (an object with iterations, gap, value and the two best-response values)."""
     n = len(result.iterations)
     cols = {
-        "method": pa.array([method] * n, pa.string()),
+        "method": pa.repeat(pa.scalar(method, pa.string()), n),
         "game": pa.array(np.full(n, game, dtype=np.int32)),
         "iteration": pa.array(np.asarray(result.iterations, dtype=np.int64)),
         "gap": pa.array(np.asarray(result.gap, dtype=np.float64)),
@@ -49,7 +49,7 @@ def curve_table(method: str, game: int, result, **extra) -> pa.Table:
         "best_response_value_min": pa.array(np.asarray(result.best_response_value_min, dtype=np.float64)),
     }
     for key, val in extra.items():
-        cols[key] = pa.array([val] * n)
+        cols[key] = pa.repeat(pa.scalar(val), n)  # the type pa.array([val] * n) would infer, without the list
     return pa.table(cols)
 
 
@@ -57,7 +57,7 @@ def metric_table(method: str, game: int, iterations, gap, **columns) -> pa.Table
     """Rows of one run of any algorithm: method, game, iteration, gap, then ``columns`` (float64 arrays)."""
     n = len(iterations)
     cols = {
-        "method": pa.array([method] * n, pa.string()),
+        "method": pa.repeat(pa.scalar(method, pa.string()), n),
         "game": pa.array(np.full(n, game, dtype=np.int32)),
         "iteration": pa.array(np.asarray(iterations, dtype=np.int64)),
         "gap": pa.array(np.asarray(gap, dtype=np.float64)),
@@ -74,13 +74,25 @@ def concat_curves(tables: list[pa.Table]) -> pa.Table:
     return pa.concat_tables(tables)
 
 
+def write_parquet(table: pa.Table, path) -> None:
+    """``table`` as Parquet at ``path``, dictionary-encoding only the columns that are not floats.
+
+    pyarrow tries a dictionary for every column by default; the curves' float columns hardly repeat,
+    so that attempt is wasted work. A trial's 200 000-row curves (F.1 at T = 10000) took 62 ms to write
+    that way and 19 ms this way, in a smaller file (6.8 vs 7.6 MB; docs/benchmarks.md, "Sweep
+    efficiency vs trial length"). Readers get the same table.
+    """
+    keys = [f.name for f in table.schema if not pa.types.is_floating(f.type)]
+    pq.write_table(table, os.fspath(path), use_dictionary=keys)
+
+
 def write_curves(path, table: pa.Table) -> None:
     """Write ``table`` atomically (temporary file, then rename): a reader never sees half a file."""
     path = os.fspath(path)
     parent = os.path.dirname(os.path.abspath(path))
     os.makedirs(parent, exist_ok=True)
     tmp = f"{path}.tmp-{os.getpid()}"
-    pq.write_table(table, tmp)
+    write_parquet(table, tmp)
     os.replace(tmp, path)
 
 

@@ -202,11 +202,11 @@ def log_trial(client, run_id: str, params: dict, scalars: dict, histories: dict,
     if isinstance(curves_table, str):
         client.log_artifact(run_id, curves_table)
     elif curves_table is not None:
-        import pyarrow.parquet as pq
+        from .curves import write_parquet
 
         with tempfile.TemporaryDirectory() as d:
             p = os.path.join(d, "curves.parquet")
-            pq.write_table(curves_table, p)
+            write_parquet(curves_table, p)
             client.log_artifact(run_id, p)
     elapsed = time.perf_counter() - t0
     timings = {"time/tracking_s": elapsed} | ({} if waited_s is None else {"time/tracking_wait_s": waited_s + elapsed})

@@ -55,7 +55,7 @@ class Outbox:
 
         A trial already in the outbox keeps its first entry (results are deterministic per config).
         """
-        import pyarrow.parquet as pq
+        from .curves import write_parquet
 
         final = self._dir(trial_id)
         if os.path.isdir(final):
@@ -66,7 +66,7 @@ class Outbox:
             with open(os.path.join(tmp, "record.json"), "w") as fh:
                 json.dump(record, fh)
             if curves is not None:
-                pq.write_table(curves, os.path.join(tmp, "curves.parquet"))
+                write_parquet(curves, os.path.join(tmp, "curves.parquet"))
             os.rename(tmp, final)
         except OSError:
             shutil.rmtree(tmp, ignore_errors=True)

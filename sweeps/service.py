@@ -187,7 +187,7 @@ def upload_trial(client, record: dict, curves, exp_id: str, parent_id: str, swee
 
     t0 = time.perf_counter()
     if existing is None:
-        run_id = create_child(client, exp_id, parent_id, sweep_id, trial_id, record["run_name"])
+        run_id = create_child(client, exp_id, parent_id, sweep_id, trial_id, record["run_name"], record["tags"])
     else:
         run_id = existing.info.run_id
     waited = None if waited_s is None else waited_s + time.perf_counter() - t0
@@ -196,14 +196,15 @@ def upload_trial(client, record: dict, curves, exp_id: str, parent_id: str, swee
 
 def _log_record(client, run_id: str, record: dict, curves, new_run: bool, waited_s: float | None = None) -> float:
     """:func:`tracking.mlflow_runs.log_trial` of a :func:`trial_record` into the existing run ``run_id``
-    (reopened as RUNNING unless ``new_run``); returns its seconds (``time/tracking_s``)."""
+    (reopened as RUNNING unless ``new_run``: then created by ``create_child`` with the record's tags);
+    returns its seconds (``time/tracking_s``)."""
     from tracking.mlflow_runs import log_trial
 
     if not new_run:
         client.update_run(run_id, status="RUNNING")
     hist = {k: (np.asarray(st), np.asarray(v, dtype=float)) for k, (st, v) in record["histories"].items()}
     return log_trial(client, run_id, record["params"], record["scalars"], hist, curves, sentinel=record["sentinel"],
-                     new_run=new_run, tags=record["tags"], waited_s=waited_s)
+                     new_run=new_run, tags={} if new_run else record["tags"], waited_s=waited_s)
 
 
 def record_trial(client, config: dict, out, settings: TrialSettings, exp_id: str, parent_id: str, sweep_id: str,
@@ -486,7 +487,7 @@ def _make_trainable(settings: TrialSettings, uri: str, exp_id: str, parent_id: s
 
         t0 = time.perf_counter()
         run_id = done.info.run_id if done is not None else create_child(client, exp_id, parent_id, sweep_id, trial_id,
-                                                                         record["run_name"])
+                                                                         record["run_name"], record["tags"])
         # the outbox copy holds the wait up to its own write (an upload from the outbox is the exception)
         record["scalars"]["time/tracking_wait_s"] = waited + time.perf_counter() - t0
         try:

@@ -109,7 +109,7 @@ def test_run_left_running_by_a_dead_worker_is_completed(mlflow_server, tmp_path,
     exp_id = ensure_experiment(client, f"dead-worker-{uuid.uuid4().hex[:8]}")
     sweep_id = f"dead-{uuid.uuid4().hex[:8]}"
     parent_id = start_parent_run(client, exp_id, sweep_id, "spec", {})
-    run_id = create_child(client, exp_id, parent_id, sweep_id, "t_00000", record["run_name"])
+    run_id = create_child(client, exp_id, parent_id, sweep_id, "t_00000", record["run_name"], record["tags"])
     Outbox(service._outbox_dir(sweep_id)).put("t_00000", record, out.curves)
 
     class Died(Exception):

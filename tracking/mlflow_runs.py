@@ -122,12 +122,14 @@ def find_child(client, experiment_id: str, parent_id: str, trial_id: str):
     return found[0] if found else None
 
 
-def create_child(client, experiment_id: str, parent_id: str, sweep_id: str, trial_id: str, run_name: str) -> str:
-    """A new child run of ``trial_id`` under ``parent_id`` (call :func:`find_child` first)."""
+def create_child(client, experiment_id: str, parent_id: str, sweep_id: str, trial_id: str, run_name: str,
+                 tags: dict | None = None) -> str:
+    """A new child run of ``trial_id`` under ``parent_id`` (call :func:`find_child` first), with ``tags``
+    besides its identity tags (set here, they cost no separate write in :func:`log_trial`)."""
     run = client.create_run(
         experiment_id,
         run_name=run_name,
-        tags={"mlflow.parentRunId": parent_id, TAG_SWEEP: sweep_id, TAG_TRIAL: trial_id, TAG_ROLE: "trial"},
+        tags=(tags or {}) | {"mlflow.parentRunId": parent_id, TAG_SWEEP: sweep_id, TAG_TRIAL: trial_id, TAG_ROLE: "trial"},
     )
     return run.info.run_id
 
@@ -166,7 +168,8 @@ def log_trial(client, run_id: str, params: dict, scalars: dict, histories: dict,
     (MLflow cannot store them); the artifact is overwritten in place. ``new_run``: the run was just
     created, so there is nothing logged to look up (one round trip fewer). The first batch also sets
     :func:`node_tags` (the node that computed the results, logged with them), or ``tags`` when given
-    (an upload from the outbox carries the tags of the node that computed the trial).
+    (an upload from the outbox carries the tags of the node that computed the trial; ``{}`` when
+    :func:`create_child` already set them).
     ``curves_table``: a pyarrow Table, the path of a Parquet file, or None. ``waited_s``: when the trial waits
     for this call (tracking not overlapped), the seconds it already waited for tracking; ``time/tracking_wait_s``
     = ``waited_s`` + this call's time up to its artifact is then logged with ``time/tracking_s``.

@@ -307,7 +307,7 @@ def _iterate(Q, log_mu0, log_nu0, mu0, nu0, base_mu, base_nu, reset, eta, mu, nu
                 bad[c] = 1
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _logistic(d):
     """softmax((0, d)) = (p_0, p_1) with one exp and no data-dependent branch (the larger entry is
     chosen by selects); the maximum is subtracted, so any d (also +-inf) is safe."""
@@ -434,7 +434,7 @@ def _stage_end(rewards, nxt, prob, Q, W, inv_L, update, reset, eta, mu, nu, d_mu
                     d_nu[cell, b] = nu[cell, b]
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _value_update(rewards, nxt, prob, Q, W, inv_L, S, cell):
     """Line 9 for one cell: Q(a, b) <- r(a, b) + sum_j prob_j W_{h+1}(nxt_j) / L_tau (W of step h + 1
     starts at (h + 1) S; W[C:] = 0 is Q_{H+1} = 0)."""

@@ -56,7 +56,7 @@ PARALLEL_CELLS = 20_000
 EVAL_BLOCK_BYTES = 64 * 2**20
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _omwu_cell(log_hat, hat, pol, g, eta, n):
     """One optimistic multiplicative-weights step for one player at one (h, s), in place.
 

@@ -227,7 +227,7 @@ def expected_next_value(game, h: int, v_next: np.ndarray) -> np.ndarray:
 # ----------------------------------------------------------------------------- Algorithm 1
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _softmax(x, out, n):
     """out[:n] <- softmax(x[:n]), the maximum subtracted (no overflow); n - 1 exps (the maximum's is 1)."""
     m = x[0]

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 import time
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -134,8 +134,12 @@ def trial_resources(settings: TrialSettings, config: dict) -> dict:
 
 @contextmanager
 def trial_cpus(settings: TrialSettings, config: dict):
-    """Run the enclosed Numba kernels on the CPUs :func:`trial_resources` reserved (sparse families);
-    the thread count is restored after (``run_trial`` also runs in-process, in tests and benchmarks)."""
+    """Sparse families: run the enclosed Numba kernels on the CPUs :func:`trial_resources` reserved (their
+    trials use parallel kernels instead of Ray tasks); the thread count is restored after (``run_trial``
+    also runs in-process, in tests and benchmarks). Other families: nothing changes."""
+    if settings.family not in SPARSE_FAMILIES:
+        yield
+        return
     import numba
 
     before = numba.get_num_threads()
@@ -181,10 +185,9 @@ def run_trial(config: dict, settings: TrialSettings) -> TrialOutput:
         games = game_family(settings.family, K, float(config["sigma"]), H, int(config["seed"]), settings.states, settings.actions,
                             **sparse_opts)
     options = _options(config, settings)
-    sparse = settings.family in SPARSE_FAMILIES  # parallel kernels on the trial's own CPUs (trial_resources), no fan-out
-    spare = 0 if sparse else int(settings.cpus_per_trial) - 1
+    spare = 0 if settings.family in SPARSE_FAMILIES else int(settings.cpus_per_trial) - 1  # sparse: see trial_cpus
     n_tasks = _batches(K, H, games[0].num_states, T, spare) if spare >= 1 else 0
-    with trial_cpus(settings, config) if sparse else nullcontext():
+    with trial_cpus(settings, config):
         runs, num_tasks = run_methods(settings.methods, games, individual_runs, meta_chain, n_tasks, T, eta, alpha,
                                       options)
     kernel_s = sum(r.result.kernel_seconds for rs in runs.values() for r in rs)

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import math
 import time
-from contextlib import nullcontext
 
 import numpy as np
 
@@ -63,9 +62,8 @@ def run_trial(config: dict, settings: TrialSettings) -> TrialOutput:
     check_potentials(games)
     every = settings.eval_every
     runs, pending, num_tasks = {}, [], 0
-    sparse = settings.family in SPARSE_FAMILIES  # parallel kernels on the trial's own CPUs (trial_resources), no fan-out
-    spare = 0 if sparse else int(settings.cpus_per_trial) - 1
-    with trial_cpus(settings, config) if sparse else nullcontext():
+    spare = 0 if settings.family in SPARSE_FAMILIES else int(settings.cpus_per_trial) - 1  # sparse: see trial_cpus
+    with trial_cpus(settings, config):
         if "individual" in settings.methods and spare >= 1:
             g = games[0]
             work = K * g.horizon * g.num_states * int(np.prod(g.num_actions)) * T * SECONDS_PER_CELL_JOINT_ITER

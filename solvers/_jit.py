@@ -13,7 +13,7 @@ then runs the wrong machine code; here it crashed with a segmentation fault in t
 kernel, in every process, until the cache was deleted (Numba issues #4807 and #10128 describe the
 same class of race).
 
-:func:`install` wraps ``save`` (and ``flush``) in an exclusive ``flock`` of the cache folder and
+``_install`` wraps ``save`` (and ``flush``) in an exclusive ``flock`` of the cache folder and
 ``load`` in a shared one, so a reader sees an index and its data files as one writer left them and
 two writers never interleave. Sequential use is unchanged. The lock is held for reading or writing
 a few files, never during a compilation. Without ``fcntl`` (not POSIX) nothing is installed.
@@ -24,16 +24,17 @@ from __future__ import annotations
 import contextlib
 import os
 
-__all__ = ["njit", "prange", "install"]
+try:
+    import fcntl
+except ImportError:  # not POSIX: Numba's cache stays as it is
+    fcntl = None
 
-_INSTALLED = False
+__all__ = ["njit", "prange"]
 
 
 @contextlib.contextmanager
 def _folder_lock(folder: str, exclusive: bool):
     """``flock`` of ``folder`` (the cache folder exists by the time Numba saves or finds an index)."""
-    import fcntl
-
     try:
         fd = os.open(folder, os.O_RDONLY)
     except FileNotFoundError:  # nothing cached yet: a load finds no index; a save creates the folder first
@@ -46,18 +47,13 @@ def _folder_lock(folder: str, exclusive: bool):
         os.close(fd)  # closing the descriptor releases the lock
 
 
-def install() -> bool:
-    """Wrap Numba's cache file methods with the folder lock, once per process; returns whether installed."""
-    global _INSTALLED
-    if _INSTALLED:
-        return True
-    try:
-        import fcntl  # noqa: F401
-    except ImportError:
-        return False
+def _install() -> None:
+    """Wrap Numba's cache file methods with the folder lock (once: the wrappers are marked)."""
     from numba.core.caching import IndexDataCacheFile
 
     save, load, flush = IndexDataCacheFile.save, IndexDataCacheFile.load, IndexDataCacheFile.flush
+    if fcntl is None or getattr(save, "locked", False):
+        return
 
     def locked_save(self, key, data):
         with _folder_lock(self._cache_path, exclusive=True):
@@ -71,11 +67,10 @@ def install() -> bool:
         with _folder_lock(self._cache_path, exclusive=True):
             return flush(self)
 
+    locked_save.locked = True
     IndexDataCacheFile.save, IndexDataCacheFile.load, IndexDataCacheFile.flush = locked_save, locked_load, locked_flush
-    _INSTALLED = True
-    return True
 
 
-install()
+_install()
 
 from numba import njit, prange

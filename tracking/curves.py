@@ -79,8 +79,8 @@ def write_parquet(table: pa.Table, path) -> None:
 
     pyarrow tries a dictionary for every column by default; the curves' float columns hardly repeat,
     so that attempt is wasted work. A trial's 200 000-row curves (F.1 at T = 10000) took 62 ms to write
-    that way and 19 ms this way, in a smaller file (6.8 vs 7.6 MB; docs/benchmarks.md, "Sweep
-    efficiency vs trial length"). Readers get the same table.
+    that way and 19 ms this way, in a smaller file (6.8 vs 7.6 MB; docs/benchmarks.md, "A cheaper
+    upload"). Readers get the same table.
     """
     keys = [f.name for f in table.schema if not pa.types.is_floating(f.type)]
     pq.write_table(table, os.fspath(path), use_dictionary=keys)
